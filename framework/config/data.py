@@ -1,0 +1,220 @@
+"""Config of the ``data/`` group: source, schema, checks, cleaning, noise, balance, split."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
+
+from framework.config.base import PluginConfig, StrictModel
+
+Dtype = Literal["float", "int", "bool", "category", "string"]
+Role = Literal["feature", "target", "id", "sensitive"]
+
+
+class ColumnSpec(StrictModel):
+    """One column of the declared schema."""
+
+    dtype: Dtype = Field("float", description="Value type of the column.")
+    role: Role = Field("feature", description="What the column is used for.")
+    nullable: bool = Field(True, description="Whether missing values are allowed.")
+    min: float | None = Field(None, description="Smallest allowed value (numeric columns).")
+    max: float | None = Field(None, description="Largest allowed value (numeric columns).")
+    categories: list[str] | None = Field(
+        None, description="Allowed values (category columns); others fail the category check."
+    )
+    description: str = Field("", description="What the column means, for the model card.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ColumnSpec:
+        numeric = self.dtype in ("float", "int")
+        if (self.min is not None or self.max is not None) and not numeric:
+            raise ValueError(f"min/max are only allowed for numeric dtypes, not {self.dtype!r}")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) must be <= max ({self.max})")
+        if self.categories is not None and self.dtype != "category":
+            raise ValueError(
+                f"categories are only allowed for dtype 'category', not {self.dtype!r}"
+            )
+        if self.dtype == "string" and self.role in ("feature", "target"):
+            raise ValueError(f"a {self.role} column cannot have dtype 'string'; use 'category'")
+        return self
+
+    @property
+    def numeric(self) -> bool:
+        return self.dtype in ("float", "int", "bool")
+
+
+class Policy(StrEnum):
+    """What to do with rows that fail a check."""
+
+    fail = "fail"
+    drop = "drop"
+    repair = "repair"
+
+
+class OutlierCheck(StrictModel):
+    """Declared rule that flags outliers in numeric feature columns of the training data."""
+
+    method: Literal["iqr", "zscore", "none"] = Field("iqr", description="Outlier rule.")
+    iqr_k: PositiveFloat = Field(1.5, description="Fence = quartile -/+ iqr_k * IQR.")
+    zscore_threshold: PositiveFloat = Field(3.0, description="|z| above this is an outlier.")
+    action: Literal["flag", "fail", "drop", "repair"] = Field(
+        "flag",
+        description="flag: report only (the pipeline clips); repair: clip to the fences now.",
+    )
+
+
+class ChecksConfig(StrictModel):
+    """Policies for each data check."""
+
+    type: Policy = Field(Policy.repair, description="Unparseable values; repair sets missing.")
+    missing: Policy = Field(
+        Policy.repair,
+        description="Nulls in non-nullable columns; repair leaves them to imputation.",
+    )
+    range: Policy = Field(Policy.repair, description="Values outside [min, max].")
+    range_repair: Literal["clip", "null"] = Field(
+        "clip", description="How `range: repair` repairs: clip to the bound or set missing."
+    )
+    category: Policy = Field(Policy.repair, description="Values outside the declared categories.")
+    outliers: OutlierCheck = Field(default_factory=OutlierCheck)
+    missing_tokens: list[str] = Field(
+        default_factory=lambda: ["", "NaN", "nan", "NA", "N/A", "n/a", "null", "NULL", "None", "?"],
+        description="Strings read as missing values.",
+    )
+    max_examples: PositiveInt = Field(5, description="Example rows kept per failure kind.")
+
+
+class CleaningConfig(StrictModel):
+    """The cleaning steps fitted as part of the model pipeline."""
+
+    numeric_imputation: Literal["mean", "median", "most_frequent", "constant"] = Field(
+        "median", description="How missing numeric values are filled."
+    )
+    numeric_fill_value: float = Field(0.0, description="Fill value for `constant` imputation.")
+    categorical_imputation: Literal["most_frequent", "constant"] = Field(
+        "constant", description="How missing categories are filled."
+    )
+    categorical_fill_value: str = Field("missing", description="Fill for `constant`.")
+    outliers: Literal["none", "iqr", "zscore"] = Field(
+        "iqr", description="Clip numeric features to fences fitted on the training split."
+    )
+    iqr_k: PositiveFloat = Field(3.0, description="Clip fences at quartile -/+ iqr_k * IQR.")
+    zscore_threshold: PositiveFloat = Field(4.0, description="Clip at mean -/+ threshold * std.")
+    encoding: Literal["onehot", "ordinal"] = Field("onehot", description="Categorical encoding.")
+    scaling: Literal["standard", "minmax", "robust", "none"] = Field(
+        "standard", description="Scaling of numeric features."
+    )
+
+
+class NoiseConfig(StrictModel):
+    """Production-noise simulator applied to the source data before any check."""
+
+    enabled: bool = Field(False, description="Inject noise into the loaded data.")
+    seed: int = Field(0, description="Seed of the noise generator.")
+    missing_rate: float = Field(0.0, ge=0, lt=1, description="Share of feature values set missing.")
+    nan_string_rate: float = Field(
+        0.0, ge=0, lt=1, description="Share of feature values replaced by the string 'NaN'."
+    )
+    outlier_rate: float = Field(0.0, ge=0, lt=1, description="Share of values made outliers.")
+    outlier_scale: PositiveFloat = Field(
+        10.0, description="Outliers are moved this many standard deviations from the mean."
+    )
+    label_missing_rate: float = Field(
+        0.0, ge=0, lt=1, description="Share of rows whose target label is lost."
+    )
+    imbalance_ratio: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Downsample the minority class to this minority/majority ratio.",
+    )
+    minority_class: str | None = Field(None, description="Class to downsample (default: rarest).")
+    columns: list[str] | None = Field(None, description="Columns to corrupt (default: features).")
+
+
+class BalanceConfig(StrictModel):
+    """Handling of class imbalance on the training split."""
+
+    method: Literal["none", "oversample", "class_weight"] = Field(
+        "none", description="Random oversampling of minority classes, or balanced class weights."
+    )
+    seed: int = Field(0, description="Seed of the oversampler.")
+
+
+class SplitConfig(StrictModel):
+    """Train/validation/test split."""
+
+    test_size: float = Field(0.2, gt=0, lt=1, description="Share of rows held out for testing.")
+    validation_size: float = Field(0.1, ge=0, lt=1, description="Share of rows for validation.")
+    stratify: bool = Field(True, description="Stratify on the target (classification).")
+    seed: int = Field(42, description="Seed of the split.")
+
+    @model_validator(mode="after")
+    def _fractions(self) -> SplitConfig:
+        total = self.test_size + self.validation_size
+        if total >= 0.9:
+            raise ValueError(
+                f"test_size ({self.test_size}) + validation_size ({self.validation_size}) "
+                f"= {total:.2f} leaves too little to train on; it must be < 0.9"
+            )
+        return self
+
+
+class SourceConfig(PluginConfig):
+    """Base for source plugin configs."""
+
+    limit_rows: NonNegativeInt | None = Field(None, description="Read at most this many rows.")
+
+
+class DataConfig(StrictModel):
+    """A data set: where it comes from, its schema and how it is prepared."""
+
+    name: str = Field(description="Name of the data set; also the default registered model name.")
+    source: SourceConfig = Field(description="Where the rows come from (a source plugin).")
+    columns: dict[str, ColumnSpec] = Field(
+        description="The declared schema: every column with dtype, role and constraints."
+    )
+    checks: ChecksConfig = Field(default_factory=ChecksConfig)
+    cleaning: CleaningConfig = Field(default_factory=CleaningConfig)
+    noise: NoiseConfig = Field(default_factory=NoiseConfig)
+    balance: BalanceConfig = Field(default_factory=BalanceConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+
+    @model_validator(mode="after")
+    def _roles(self) -> DataConfig:
+        targets = [n for n, c in self.columns.items() if c.role == "target"]
+        if len(targets) != 1:
+            raise ValueError(
+                f"columns must declare exactly one column with role 'target'; found "
+                f"{len(targets)}" + (f" ({', '.join(targets)})" if targets else "")
+            )
+        if not any(c.role == "feature" for c in self.columns.values()):
+            raise ValueError("columns must declare at least one column with role 'feature'")
+        if self.noise.columns:
+            unknown = sorted(set(self.noise.columns) - set(self.columns))
+            if unknown:
+                raise ValueError(f"noise.columns names undeclared columns: {', '.join(unknown)}")
+        return self
+
+    @property
+    def target(self) -> str:
+        return next(n for n, c in self.columns.items() if c.role == "target")
+
+    @property
+    def features(self) -> list[str]:
+        return [n for n, c in self.columns.items() if c.role == "feature"]
+
+    @property
+    def numeric_features(self) -> list[str]:
+        return [n for n in self.features if self.columns[n].numeric]
+
+    @property
+    def categorical_features(self) -> list[str]:
+        return [n for n in self.features if not self.columns[n].numeric]
+
+    @property
+    def sensitive(self) -> list[str]:
+        return [n for n, c in self.columns.items() if c.role == "sensitive"]

@@ -1,0 +1,30 @@
+"""Config of the ``ray/`` group: a local Ray instance or an existing cluster."""
+
+from __future__ import annotations
+
+from pydantic import Field, PositiveInt, model_validator
+
+from framework.config.base import StrictModel
+
+
+class RayConfig(StrictModel):
+    """Where Ray runs. ``address: null`` starts a local instance; ``auto`` joins a cluster."""
+
+    address: str | None = Field(None, description="Cluster address (`auto`, `ray://...`).")
+    num_cpus: PositiveInt | None = Field(2, description="CPUs of a local instance.")
+    include_dashboard: bool = Field(True, description="Start the Ray dashboard (local only).")
+    dashboard_host: str = Field("127.0.0.1", description="Address the dashboard binds to.")
+    dashboard_port: PositiveInt = Field(8265, le=65535, description="Dashboard port.")
+    namespace: str = Field("framework", description="Ray namespace of the job.")
+    object_store_memory_mb: PositiveInt | None = Field(
+        None, description="Object store size of a local instance."
+    )
+    log_to_driver: bool = Field(False, description="Show worker logs in the driver's output.")
+
+    @model_validator(mode="after")
+    def _local_only(self) -> RayConfig:
+        if self.address is not None and self.object_store_memory_mb is not None:
+            raise ValueError(
+                "object_store_memory_mb applies only to a local instance (address: null)"
+            )
+        return self

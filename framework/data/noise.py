@@ -1,0 +1,92 @@
+"""Production-noise simulator: corrupts a clean data set the way real feeds are corrupted.
+
+It injects missing values, ``'NaN'`` strings, outliers, lost labels and label imbalance, so
+that every data path (checks, repairs, imputation, clipping, balancing) can be exercised on
+demand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from framework.config.data import DataConfig
+
+
+@dataclass
+class NoiseReport:
+    """What the simulator did."""
+
+    rows_before: int
+    rows_after: int
+    injected: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def inject_noise(frame: pd.DataFrame, data: DataConfig) -> tuple[pd.DataFrame, NoiseReport]:
+    """Return a corrupted copy of ``frame`` as declared in ``data.noise``, and a report."""
+    noise = data.noise
+    report = NoiseReport(len(frame), len(frame))
+    if not noise.enabled:
+        return frame, report
+    rng = np.random.default_rng(noise.seed)
+    frame = frame.copy()
+    target = data.target
+    counts = {"missing": 0, "nan_string": 0, "outlier": 0, "missing_label": 0}
+    if noise.imbalance_ratio is not None and target in frame.columns:
+        frame = _imbalance(frame, target, noise.imbalance_ratio, noise.minority_class, rng)
+    n = len(frame)
+    columns = noise.columns or [c for c in data.features if c in frame.columns]
+    for column in columns:
+        spec = data.columns[column]
+        values = frame[column].astype(object)
+        if noise.outlier_rate and spec.numeric:
+            numeric = pd.to_numeric(frame[column], errors="coerce")
+            mask = rng.random(n) < noise.outlier_rate
+            nonnegative = spec.min is not None and spec.min >= 0
+            sign = np.ones(n) if nonnegative else rng.choice([-1.0, 1.0], size=n)
+            spread = numeric.std() or 1.0
+            shifted = pd.Series(
+                numeric.mean() + sign * noise.outlier_scale * spread, index=values.index
+            )
+            values = values.mask(mask, shifted)
+            counts["outlier"] += int(mask.sum())
+        if noise.missing_rate:
+            mask = rng.random(n) < noise.missing_rate
+            values = values.mask(mask, None)
+            counts["missing"] += int(mask.sum())
+        if noise.nan_string_rate:
+            mask = rng.random(n) < noise.nan_string_rate
+            values = values.mask(mask, "NaN")
+            counts["nan_string"] += int(mask.sum())
+        frame[column] = values
+    if noise.label_missing_rate and target in frame.columns:
+        mask = rng.random(n) < noise.label_missing_rate
+        frame[target] = frame[target].astype(object).mask(mask, None)
+        counts["missing_label"] = int(mask.sum())
+    frame = frame.reset_index(drop=True)
+    report.rows_after = len(frame)
+    report.injected = {k: v for k, v in counts.items() if v}
+    return frame, report
+
+
+def _imbalance(
+    frame: pd.DataFrame, target: str, ratio: float, minority: str | None, rng: np.random.Generator
+) -> pd.DataFrame:
+    labels = frame[target].astype(str)
+    counts = labels.value_counts()
+    minority = minority if minority is not None else str(counts.idxmin())
+    keep_minority = round(ratio * int(counts.max()))
+    minority_rows = np.flatnonzero(labels.to_numpy() == minority)
+    if keep_minority >= len(minority_rows):
+        return frame
+    chosen = rng.choice(minority_rows, size=keep_minority, replace=False)
+    keep = np.ones(len(frame), dtype=bool)
+    keep[minority_rows] = False
+    keep[chosen] = True
+    return frame.loc[keep]

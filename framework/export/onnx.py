@@ -1,0 +1,150 @@
+"""Export a fitted pipeline (cleaning, encoding, scaling and model) as one ONNX graph.
+
+The graph takes two inputs, ``numeric`` (float32, one column per numeric feature) and
+``categorical`` (string, one column per categorical feature), so a caller feeds two arrays
+however many features there are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+from skl2onnx.common.data_types import DoubleTensorType
+
+from framework.training.clipping import OutlierClipper
+
+OPSET = {"": 17, "ai.onnx.ml": 3}
+NUMERIC_INPUT = "numeric"
+CATEGORICAL_INPUT = "categorical"
+
+
+@dataclass
+class Signature:
+    """What the ONNX graph takes and returns."""
+
+    task: str
+    numeric: list[str]
+    categorical: list[str]
+    outputs: list[str]
+    classes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Signature:
+        return cls(**data)
+
+
+@dataclass
+class ExportedModel:
+    """ONNX bytes of a whole fitted pipeline and its signature."""
+
+    onnx_bytes: bytes
+    signature: Signature
+
+    @property
+    def size_bytes(self) -> int:
+        return len(self.onnx_bytes)
+
+
+def _clipper_shape(operator: Any) -> None:
+    source = operator.inputs[0].type
+    operator.outputs[0].type = source.__class__(source.shape)
+
+
+def _clipper_convert(scope: Any, operator: Any, container: Any) -> None:
+    clipper: OutlierClipper = operator.raw_operator
+    double = isinstance(operator.inputs[0].type, DoubleTensorType)
+    dtype, proto = (np.float64, TensorProto.DOUBLE) if double else (np.float32, TensorProto.FLOAT)
+    names = []
+    for label, bound in (("lower", clipper.lower_), ("upper", clipper.upper_)):
+        name = scope.get_unique_variable_name(f"clip_{label}")
+        values = np.asarray(bound, dtype=dtype)
+        container.add_initializer(name, proto, list(values.shape), values.tolist())
+        names.append(name)
+    floor = scope.get_unique_variable_name("clipped_low")
+    container.add_node(
+        "Max",
+        [operator.inputs[0].full_name, names[0]],
+        floor,
+        name=scope.get_unique_operator_name("ClipLow"),
+    )
+    container.add_node(
+        "Min",
+        [floor, names[1]],
+        operator.outputs[0].full_name,
+        name=scope.get_unique_operator_name("ClipHigh"),
+    )
+
+
+_registered = False
+
+
+def register_converters() -> None:
+    """Teach skl2onnx the framework's own pipeline steps (once)."""
+    global _registered
+    if _registered:
+        return
+    from skl2onnx import update_registered_converter
+
+    update_registered_converter(
+        OutlierClipper, "FrameworkOutlierClipper", _clipper_shape, _clipper_convert
+    )
+    _registered = True
+
+
+def export_pipeline(
+    pipeline: Any, numeric: list[str], categorical: list[str], task: str
+) -> ExportedModel:
+    """Convert a fitted pipeline to ONNX with two grouped inputs; check the graph."""
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+
+    register_converters()
+    initial_types: list[tuple[str, Any]] = [(c, FloatTensorType([None, 1])) for c in numeric]
+    initial_types += [(c, StringTensorType([None, 1])) for c in categorical]
+    estimator = pipeline.steps[-1][1]
+    options = {id(estimator): {"zipmap": False}} if task == "classification" else None
+    model = convert_sklearn(
+        pipeline, initial_types=initial_types, options=options, target_opset=OPSET
+    )
+    _group_inputs(model, numeric, categorical)
+    onnx.checker.check_model(model)
+    outputs = [o.name for o in model.graph.output]
+    classes = [str(c) for c in getattr(estimator, "classes_", [])]
+    signature = Signature(task, list(numeric), list(categorical), outputs, classes)
+    return ExportedModel(model.SerializeToString(), signature)
+
+
+def _group_inputs(model: onnx.ModelProto, numeric: list[str], categorical: list[str]) -> None:
+    """Replace one input per column by one input per kind, split inside the graph."""
+    graph = model.graph
+    new_inputs = []
+    new_nodes = []
+    for group, columns, elem in (
+        (NUMERIC_INPUT, numeric, TensorProto.FLOAT),
+        (CATEGORICAL_INPUT, categorical, TensorProto.STRING),
+    ):
+        if not columns:
+            continue
+        new_inputs.append(helper.make_tensor_value_info(group, elem, [None, len(columns)]))
+        if len(columns) == 1:
+            new_nodes.append(helper.make_node("Identity", [group], columns, name=f"{group}_id"))
+            continue
+        sizes = f"{group}_split_sizes"
+        graph.initializer.append(
+            numpy_helper.from_array(np.ones(len(columns), dtype=np.int64), sizes)
+        )
+        new_nodes.append(
+            helper.make_node("Split", [group, sizes], columns, axis=1, name=f"{group}_split")
+        )
+    nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(new_nodes + nodes)
+    del graph.input[:]
+    graph.input.extend(new_inputs)

@@ -1,0 +1,268 @@
+"""The train graph: source -> noise -> checks -> split -> balance -> fit on Ray -> evaluate
+-> export ONNX -> parity -> measure -> register."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from framework import registry
+from framework.config import RootConfig
+from framework.data.dataset import Dataset, Splits, oversample, split
+from framework.data.noise import NoiseReport, inject_noise
+from framework.data.profile import reference_profile
+from framework.data.validation import ValidationReport, validate_frame
+from framework.errors import DataValidationError
+from framework.export.onnx import ExportedModel, export_pipeline
+from framework.export.parity import ParityReport, check_parity
+from framework.export.predictor import OnnxPredictor
+from framework.progress import Stages
+from framework.store.registry import ModelRegistry, ModelVersion
+from framework.training.evaluate import EvaluationReport, evaluate
+from framework.training.pipeline import build_pipeline, model_input
+from framework.versions import code_version, package_versions
+
+
+@dataclass
+class TrainResult:
+    """Everything the train graph produced, for the summary and for callers."""
+
+    report: ValidationReport
+    noise: NoiseReport
+    splits: dict[str, int]
+    fingerprint: str
+    evaluation: EvaluationReport
+    validation: EvaluationReport | None
+    parity: ParityReport
+    exported: ExportedModel
+    latency_us: dict[str, float]
+    fit_seconds: float
+    version: ModelVersion | None = None
+    alias: str | None = None
+    dashboard_url: str | None = None
+    output_dir: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _fit(pipeline: Any, X: pd.DataFrame, y: pd.Series, weights: np.ndarray | None) -> Any:
+    """Fit the whole pipeline; runs inside a Ray task."""
+    params = {"model__sample_weight": weights} if weights is not None else {}
+    return pipeline.fit(X, y, **params)
+
+
+def prepare(cfg: RootConfig, stages: Stages, output_dir: Path) -> tuple[Dataset, Splits, str]:
+    """Load, corrupt (if declared), check and split the data; return dataset, splits, task."""
+    data = cfg.data
+    plugin = registry.models.get(cfg.model.type).impl
+    task = plugin.task
+    source = registry.sources.get(data.source.type).impl(data.source)
+    with stages.stage(f"load {data.source.type} source"):
+        raw = source.load()
+    with stages.stage("inject production noise", skip=not data.noise.enabled):
+        raw, noise = inject_noise(raw, data)
+    with stages.stage("check data against the schema"):
+        try:
+            frame, report = validate_frame(raw, data.columns, data.checks)
+        except DataValidationError as exc:
+            partial = getattr(exc, "report", None)
+            if partial is not None:
+                partial.save(output_dir / "validation_report.json")
+            raise
+        report.save(output_dir / "validation_report.json")
+    if task == "classification":
+        spec = data.columns[data.target]
+        labels = frame[data.target]
+        if spec.dtype == "bool":
+            frame[data.target] = labels.map({1.0: "true", 0.0: "false"})
+        elif spec.dtype == "int":
+            frame[data.target] = labels.astype(np.int64).astype(str)
+        else:
+            frame[data.target] = labels.astype(str)
+    dataset = Dataset(frame, data, report, noise)
+    with stages.stage("split train/validation/test"):
+        parts = split(dataset, task == "classification")
+    return dataset, parts, task
+
+
+def train(cfg: RootConfig, output_dir: Path, stages: Stages) -> TrainResult:
+    """Run the whole train graph for ``cfg``; register the model unless ``train.dry_run``."""
+    import ray
+
+    from framework.cluster import ensure_ray
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    data = cfg.data
+    with stages.stage("start Ray" if cfg.ray.address is None else f"join Ray at {cfg.ray.address}"):
+        dashboard = ensure_ray(cfg.ray)
+    dataset, parts, task = prepare(cfg, stages, output_dir)
+    numeric, categorical = data.numeric_features, data.categorical_features
+    train_frame = parts.train
+    weights = None
+    if task == "classification" and data.balance.method == "oversample":
+        with stages.stage("oversample minority classes"):
+            train_frame = oversample(train_frame, data.target, data.balance.seed)
+    elif task == "classification" and data.balance.method == "class_weight":
+        from sklearn.utils.class_weight import compute_sample_weight
+
+        weights = compute_sample_weight("balanced", train_frame[data.target])
+
+    plugin = registry.models.get(cfg.model.type).impl(cfg.model)
+    pipeline = build_pipeline(
+        data, plugin.estimator(cfg.train.seed), scale=not plugin.scale_invariant
+    )
+    X_train = model_input(train_frame, numeric, categorical)
+    y_train = train_frame[data.target]
+    with stages.stage(f"fit {cfg.model.type} in a Ray task"):
+        started = time.perf_counter()
+        fit = ray.remote(_fit).options(num_cpus=cfg.train.num_cpus, name=f"fit:{cfg.model.type}")
+        pipeline = ray.get(fit.remote(pipeline, ray.put(X_train), ray.put(y_train), weights))
+        fit_seconds = time.perf_counter() - started
+
+    def inputs(frame: pd.DataFrame) -> pd.DataFrame:
+        return model_input(frame, numeric, categorical)
+
+    groups = {c: parts.test[c] for c in data.sensitive}
+    with stages.stage("evaluate on the test split"):
+        X_test = inputs(parts.test)
+        test_eval = evaluate(pipeline, X_test, parts.test[data.target], task, "test", groups)
+        val_eval = None
+        if len(parts.validation):
+            val_eval = evaluate(
+                pipeline,
+                inputs(parts.validation),
+                parts.validation[data.target],
+                task,
+                "validation",
+            )
+        metrics = {
+            "test": test_eval.to_dict(),
+            "validation": val_eval.to_dict() if val_eval else None,
+        }
+        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    with stages.stage("export the whole pipeline to ONNX"):
+        exported = export_pipeline(pipeline, numeric, categorical, task)
+        (output_dir / "model.onnx").write_bytes(exported.onnx_bytes)
+    predictor = OnnxPredictor(exported.onnx_bytes, exported.signature, cfg.train.onnx_threads)
+    with stages.stage("check ONNX parity on the test split"):
+        parity = check_parity(pipeline, predictor, X_test, cfg.train.parity)
+    with stages.stage("measure single-row latency"):
+        latency = single_row_latency(
+            predictor, parts.test[numeric + categorical], cfg.train.latency_runs
+        )
+    result = TrainResult(
+        report=dataset.report,
+        noise=dataset.noise,
+        splits=parts.sizes(),
+        fingerprint=dataset.fingerprint,
+        evaluation=test_eval,
+        validation=val_eval,
+        parity=parity,
+        exported=exported,
+        latency_us=latency,
+        fit_seconds=fit_seconds,
+        dashboard_url=dashboard,
+        output_dir=output_dir,
+    )
+    if cfg.train.dry_run:
+        return result
+    with stages.stage("register the model version"):
+        store = ModelRegistry(cfg.store.path)
+        name = cfg.model_name
+        alias = _alias_for(cfg.train.alias, store.aliases(name))
+        files = {
+            "model.onnx": exported.onnx_bytes,
+            "profile.json": json.dumps(reference_profile(parts.train, data), indent=2).encode(),
+            "metrics.json": json.dumps(metrics, indent=2).encode(),
+            "validation_report.json": json.dumps(
+                dataset.report.to_dict(), indent=2, default=str
+            ).encode(),
+        }
+        manifest = _manifest(cfg, result, store.aliases(name).get("champion"))
+        files["model_card.md"] = model_card(cfg, result, manifest).encode()
+        result.version = store.register(name, files, manifest, alias=alias)
+        result.alias = alias
+    return result
+
+
+def _alias_for(choice: str, aliases: dict[str, int]) -> str | None:
+    if choice == "none":
+        return None
+    if choice == "auto":
+        return "challenger" if "champion" in aliases else "champion"
+    return choice
+
+
+def single_row_latency(predictor: OnnxPredictor, rows: pd.DataFrame, runs: int) -> dict[str, float]:
+    """p50/p99 microseconds of one-row predictions from JSON-like records."""
+    records = rows.head(min(len(rows), 64)).astype(object).where(rows.head(64).notna(), None)
+    records_list = records.to_dict("records") or [{}]
+    timings = []
+    for i in range(runs + 10):
+        record = records_list[i % len(records_list)]
+        started = time.perf_counter_ns()
+        predictor.predict_records([record])
+        timings.append(time.perf_counter_ns() - started)
+    measured = np.array(timings[10:]) / 1000.0
+    return {"p50": float(np.percentile(measured, 50)), "p99": float(np.percentile(measured, 99))}
+
+
+def _manifest(cfg: RootConfig, result: TrainResult, parent: int | None) -> dict[str, Any]:
+    return {
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "task": result.exported.signature.task,
+        "model_type": cfg.model.type,
+        "signature": result.exported.signature.to_dict(),
+        "schema": {n: c.model_dump() for n, c in cfg.data.columns.items()},
+        "config": cfg.model_dump(mode="json"),
+        "data": {"name": cfg.data.name, "fingerprint": result.fingerprint, "splits": result.splits},
+        "metrics": {
+            "test": result.evaluation.metrics,
+            "validation": result.validation.metrics if result.validation else None,
+        },
+        "parity": result.parity.to_dict(),
+        "onnx": {"size_bytes": result.exported.size_bytes, "latency_us": result.latency_us},
+        "code_version": code_version(),
+        "packages": package_versions(),
+        "parent_version": parent,
+    }
+
+
+def model_card(cfg: RootConfig, result: TrainResult, manifest: dict[str, Any]) -> str:
+    """A short Markdown model card: intended data, metrics, subgroups, data checks."""
+    lines = [
+        f"# Model card: {cfg.model_name}",
+        "",
+        f"- model: `{cfg.model.type}` ({result.exported.signature.task})",
+        f"- data: `{cfg.data.name}`, fingerprint `{result.fingerprint[:16]}`",
+        f"- created: {manifest['created_at']}, code {manifest['code_version']}",
+        f"- parent version: {manifest['parent_version']}",
+        "",
+        "## Features",
+        "",
+    ]
+    for name in cfg.data.features:
+        spec = cfg.data.columns[name]
+        lines.append(
+            f"- `{name}` ({spec.dtype}){': ' + spec.description if spec.description else ''}"
+        )
+    lines += ["", "## Test metrics", "", "| metric | value |", "|---|---|"]
+    lines += [f"| {k} | {v:.4f} |" for k, v in result.evaluation.metrics.items()]
+    for column, groups in result.evaluation.subgroups.items():
+        lines += ["", f"## Metrics by `{column}`", ""]
+        for key, values in groups.items():
+            shown = ", ".join(f"{k}={v:.3f}" for k, v in values.items())
+            lines.append(f"- `{key}`: {shown}")
+    report = result.report
+    lines += [
+        "",
+        "## Data checks",
+        "",
+        f"{report.rows_in} rows in, {report.rows_out} kept, {report.repaired} values repaired.",
+    ]
+    return "\n".join(lines) + "\n"

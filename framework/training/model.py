@@ -1,0 +1,32 @@
+"""The model plugin contract."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from framework.config.model import ModelConfig
+
+TaskKind = Literal["classification", "regression"]
+
+
+class ModelPlugin:
+    """Builds an unfitted scikit-learn compatible estimator from its config.
+
+    Subclasses set ``task`` and implement ``estimator``; ``__init__`` only stores the config.
+    The estimator must be convertible to ONNX by skl2onnx (or register its own converter).
+    """
+
+    task: ClassVar[TaskKind]
+    #: Tree models split on thresholds and gain nothing from scaling; skipping it also keeps
+    #: float32 (ONNX) and float64 (scikit-learn) arithmetic from flipping a split.
+    scale_invariant: ClassVar[bool] = False
+
+    def __init__(self, config: ModelConfig):
+        self.config = config
+
+    def params(self) -> dict[str, Any]:
+        """The config's hyperparameters, without ``type``."""
+        return self.config.model_dump(exclude={"type"})
+
+    def estimator(self, seed: int) -> Any:
+        raise NotImplementedError

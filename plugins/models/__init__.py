@@ -1,0 +1,1 @@
+"""Built-in model plugins (scikit-learn estimators that skl2onnx can export)."""
