@@ -17,7 +17,10 @@ from rich.console import Console
 from rich.text import Text
 
 from framework import config as config_module
+from framework.config.hydra_defaults import register_defaults
 from framework.errors import ConfigError, FrameworkError
+
+register_defaults()
 
 _status: list[int] = []
 

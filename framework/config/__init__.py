@@ -60,18 +60,18 @@ class RootConfig(StrictModel):
         target = self.data.columns[self.data.target]
         if task == "regression" and target.dtype not in ("float", "int"):
             raise ValueError(
-                f"model {self.model.type!r} is a regressor but the target column "
+                f"model.type: {self.model.type!r} is a regressor but the target column "
                 f"{self.data.target!r} has dtype {target.dtype!r}; use a classifier or a "
                 "numeric target"
             )
         if task == "classification" and target.dtype == "float":
             raise ValueError(
-                f"model {self.model.type!r} is a classifier but the target column "
+                f"model.type: {self.model.type!r} is a classifier but the target column "
                 f"{self.data.target!r} has dtype 'float'; use a regressor or dtype 'category'"
             )
         if task == "regression" and self.data.balance.method != "none":
             raise ValueError(
-                f"data.balance.method={self.data.balance.method!r} needs a classifier, but "
+                f"data.balance.method: {self.data.balance.method!r} needs a classifier, but "
                 f"model {self.model.type!r} is a regressor"
             )
         return self

@@ -129,7 +129,7 @@ def describe(error: dict[str, Any], root: type[BaseModel]) -> str:
         if suggestion:
             line += f"; did you mean {suggestion!r}?"
         return line
-    if kind == "literal_error":
+    if kind in ("literal_error", "enum"):
         options = _quoted(str(ctx.get("expected", "")))
         line = f"{path}: got {_short(given)}; expected one of: {', '.join(options)}"
         suggestion = closest(str(given), options)
@@ -138,12 +138,17 @@ def describe(error: dict[str, Any], root: type[BaseModel]) -> str:
         return line
     if kind in _BOUNDS:
         key, op = _BOUNDS[kind]
-        return f"{path}: got {_short(given)}; expected a number {op} {ctx.get(key)}"
+        _, annotation = walk(root, loc)
+        what = "an integer" if annotation is int else "a number"
+        bound = ctx.get(key)
+        shown = f"{bound:g}" if isinstance(bound, float) else bound
+        return f"{path}: got {_short(given)}; expected {what} {op} {shown}"
     if kind in _EXPECTED:
         return f"{path}: got {_short(given)}; expected {_EXPECTED[kind]}"
     if kind in ("value_error", "assertion_error"):
         message = str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
-        return f"{path}: {message}"
+        # cross-field checks at the root name their own paths
+        return message if path == "(root)" else f"{path}: {message}"
     return f"{path}: got {_short(given)}; {error['msg']}"
 
 

@@ -1,0 +1,42 @@
+"""Expose the pydantic defaults to Hydra, so that every default can be overridden by name.
+
+Hydra composes configs in struct mode: ``train.onnx_threads=2`` is refused unless the key
+exists. The defaults live once, in the pydantic models; this module turns them into a config
+node (``framework_defaults``) that ``conf/config.yaml`` lists first in its defaults.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+from framework.config.data import DataConfig
+from framework.config.ray import RayConfig
+from framework.config.store import StoreConfig
+from framework.config.train import TrainConfig
+
+NODE_NAME = "framework_defaults"
+_DATA_BLOCKS = ("checks", "cleaning", "noise", "balance", "split")
+
+
+def defaults_node() -> dict[str, Any]:
+    """Every default of the fixed config blocks, as plain data."""
+    data = {}
+    for block in _DATA_BLOCKS:
+        factory = DataConfig.model_fields[block].default_factory
+        assert factory is not None
+        data[block] = factory().model_dump(mode="json")  # type: ignore[call-arg]
+    return {
+        "task": "train",
+        "version": None,
+        "data": data,
+        "train": TrainConfig().model_dump(mode="json"),
+        "ray": RayConfig().model_dump(mode="json"),
+        "store": StoreConfig().model_dump(mode="json"),
+    }
+
+
+def register_defaults() -> None:
+    """Store the defaults node in Hydra's ConfigStore (idempotent)."""
+    ConfigStore.instance().store(name=NODE_NAME, node=defaults_node())
