@@ -42,7 +42,7 @@ def test_noise_injects_what_is_declared_and_the_checks_see_it() -> None:
     counts = noisy["churn"].value_counts()
     assert counts["yes"] / counts["no"] < 0.25  # 0.2 before some labels went missing
     assert (noisy["age"].astype(str) == "NaN").sum() > 0
-    frame, report = validate_frame(noisy, data.columns, data.checks)
+    _frame, report = validate_frame(noisy, data.columns, data.checks)
     kinds = {f.kind for f in report.failures}
     assert {"missing_token", "missing_target"} <= kinds
     assert report.dropped_rows["missing_target:churn"] == noise.injected["missing_label"]

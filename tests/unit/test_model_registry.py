@@ -67,7 +67,7 @@ def test_tampered_file_fails_verification(tmp_path: Path) -> None:
     store = ModelRegistry(tmp_path)
     version = store.register("churn", FILES, {})
     (version.path / "model.onnx").write_bytes(b"something else")
-    with pytest.raises(RegistryError, match="sha256 of model.onnx"):
+    with pytest.raises(RegistryError, match=r"sha256 of model\.onnx"):
         store.get("churn", 1).verify()
 
 

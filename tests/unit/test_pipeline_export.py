@@ -83,7 +83,7 @@ def test_unseen_category_and_missing_values_are_handled_in_onnx() -> None:
 def test_records_and_frames_give_the_same_predictions() -> None:
     data = _data()
     frame = small_frame()
-    pipeline, X = _fit(data, LogisticRegression(max_iter=500), frame)
+    pipeline, _X = _fit(data, LogisticRegression(max_iter=500), frame)
     exported = export_pipeline(
         pipeline, data.numeric_features, data.categorical_features, "classification"
     )
