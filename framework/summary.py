@@ -94,7 +94,14 @@ def print_train_summary(console: Console, result: TrainResult) -> None:
         )
     console.print(data_report_table(result.report))
     for reason, count in result.report.dropped_rows.items():
-        console.print(f"  dropped {count} row(s): {reason}")
+        kind, _, column = reason.partition(":")
+        console.print(f"  dropped {count} row(s): {kind.replace('_', ' ')} in {column!r}")
+    missing = result.report.missing_after
+    if missing:
+        console.print(
+            f"  {sum(missing.values())} missing values in {len(missing)} column(s) are filled "
+            "by the fitted imputation"
+        )
     console.print(f"  splits: {result.splits}; data fingerprint {result.fingerprint[:16]}")
     console.print(metrics_table(result.evaluation))
     confusion = confusion_table(result.evaluation)

@@ -43,6 +43,8 @@ class TrainResult:
     exported: ExportedModel
     latency_us: dict[str, float]
     fit_seconds: float
+    pipeline: Any = None
+    test_frame: pd.DataFrame | None = None
     version: ModelVersion | None = None
     alias: str | None = None
     dashboard_url: str | None = None
@@ -166,6 +168,8 @@ def train(cfg: RootConfig, output_dir: Path, stages: Stages) -> TrainResult:
         exported=exported,
         latency_us=latency,
         fit_seconds=fit_seconds,
+        pipeline=pipeline,
+        test_frame=parts.test,
         dashboard_url=dashboard,
         output_dir=output_dir,
     )

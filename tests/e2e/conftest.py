@@ -1,0 +1,43 @@
+"""Run the CLI as a user does: a fresh process in a temporary working directory."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI_TIMEOUT_S = 300
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+Runner = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Runner:
+    """``cli(*args, env=...)`` runs ``python -m framework`` in ``tmp_path``."""
+
+    def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        full_env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "COLUMNS": "120", **(env or {})}
+        full_env.pop("RAY_ADDRESS", None)
+        return subprocess.run(
+            [sys.executable, "-m", "framework", *args],
+            cwd=tmp_path,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=CLI_TIMEOUT_S,
+        )
+
+    return run

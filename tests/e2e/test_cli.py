@@ -1,0 +1,106 @@
+"""`python -m framework` as a user runs it: train, registry, Hydra flags, errors, sweeps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import Runner, free_port
+
+pytestmark = pytest.mark.e2e
+
+FAST = ["ray.include_dashboard=false", "train.latency_runs=50"]
+
+
+def test_default_job_trains_registers_and_lists(cli: Runner, tmp_path: Path) -> None:
+    port = free_port()
+    run = cli(f"ray.dashboard_port={port}", "model.n_estimators=30")
+    assert run.returncode == 0, run.stderr
+    out = run.stdout
+    assert "Noise simulator: 569 rows loaded" in out
+    assert "Data checks:" in out and "missing_token" in out and "dropped" in out
+    assert "Metrics on the test split" in out and "f1_macro" in out and "roc_auc" in out
+    assert "ONNX model:" in out and "single-row latency p50" in out
+    assert "Registered breast_cancer version 1 as champion" in out
+    assert f"Ray dashboard: http://127.0.0.1:{port}" in out
+    assert "Traceback" not in run.stderr
+
+    version = tmp_path / "model_registry" / "breast_cancer" / "versions" / "1"
+    manifest = json.loads((version / "manifest.json").read_text())
+    assert manifest["model_type"] == "random_forest"
+    assert manifest["config"]["model"]["n_estimators"] == 30
+    run_dirs = list((tmp_path / "outputs").glob("*/*"))
+    assert len(run_dirs) == 1
+    assert {"validation_report.json", "metrics.json", "model.onnx"} <= {
+        p.name for p in run_dirs[0].iterdir()
+    }
+
+    listing = cli("task=registry")
+    assert listing.returncode == 0, listing.stderr
+    assert "breast_cancer" in listing.stdout and "champion" in listing.stdout
+    assert "random_forest" in listing.stdout
+
+    shown = cli("task=registry", "version=1")
+    assert shown.returncode == 0, shown.stderr
+    assert manifest["files"]["model.onnx"] in shown.stdout
+
+    missing = cli("task=registry", "version=9")
+    assert missing.returncode == 5
+    assert "has no version 9" in missing.stderr and "registered versions: [1]" in missing.stderr
+
+
+def test_bad_config_exits_2_with_every_problem_and_no_traceback(cli: Runner) -> None:
+    run = cli(
+        "model.n_estimators=-5", "+model.max_dept=3", "model.type=random_forrest", "ray.num_cpus=0"
+    )
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr + run.stdout
+    assert "model.type: unknown plugin 'random_forrest'" in run.stderr
+    assert "did you mean 'random_forest'?" in run.stderr
+    assert "ray.num_cpus: got 0; expected an integer > 0" in run.stderr
+
+    run = cli("+model.max_dept=3", "model.n_estimators=-5")
+    assert run.returncode == 2
+    assert "model.max_dept: unknown key" in run.stderr and "did you mean 'max_depth'?" in run.stderr
+    assert "model.n_estimators: got -5; expected an integer > 0" in run.stderr
+
+
+def test_hydra_errors_and_flags_work_as_hydra_users_expect(cli: Runner) -> None:
+    wrong_group = cli("model=random_forrest")
+    assert wrong_group.returncode == 2
+    assert "Could not find 'model/random_forrest'" in wrong_group.stderr
+    assert "random_forest" in wrong_group.stderr  # Hydra lists the available options
+
+    helped = cli("--help")
+    assert helped.returncode == 0
+    assert "model: gradient_boosting, logistic_regression, random_forest" in helped.stdout
+
+    job = cli("--cfg", "job", "model=gradient_boosting", "train.onnx_threads=2")
+    assert job.returncode == 0
+    assert "type: gradient_boosting" in job.stdout and "onnx_threads: 2" in job.stdout
+
+    info = cli("--info", "searchpath")
+    assert info.returncode == 0 and "conf" in info.stdout
+
+
+def test_experiment_and_multirun(cli: Runner, tmp_path: Path) -> None:
+    run = cli("+experiment=wine_gradient_boosting", *FAST, "model.n_estimators=20")
+    assert run.returncode == 0, run.stderr
+    assert "Registered wine version 1 as champion" in run.stdout
+
+    sweep = cli("-m", "+experiment=clean_logistic_regression", "model.C=0.1,1.0", *FAST)
+    assert sweep.returncode == 0, sweep.stderr
+    assert sweep.stdout.count("Registered breast_cancer version") == 2
+    versions = sorted((tmp_path / "model_registry" / "breast_cancer" / "versions").iterdir())
+    configs = [json.loads((v / "manifest.json").read_text())["config"] for v in versions]
+    assert sorted(c["model"]["C"] for c in configs) == [0.1, 1.0]
+    assert len([p for p in (tmp_path / "multirun").glob("*/*/*") if p.is_dir()]) == 2
+
+
+def test_data_check_failure_exits_3(cli: Runner, tmp_path: Path) -> None:
+    run = cli(*FAST, "data.checks.missing=fail", "+data.columns.mean_radius.nullable=false")
+    assert run.returncode == 3, run.stdout + run.stderr
+    assert "mean_radius" in run.stderr and "failed 'missing'" in run.stderr
+    assert not (tmp_path / "model_registry").exists()
