@@ -95,6 +95,11 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _suggest(name: str, options: list[str]) -> str:
+    suggestion = closest(name, options)
+    return f"; did you mean {suggestion!r}?" if suggestion else ""
+
+
 def _quoted(text: str) -> list[str]:
     return re.findall(r"'([^']*)'", text)
 
@@ -114,28 +119,20 @@ def describe(error: dict[str, Any], root: type[BaseModel]) -> str:
         line = f"{path}: unknown key"
         if isinstance(parent, type) and issubclass(parent, BaseModel):
             valid = sorted(parent.model_fields)
-            line += f"; valid keys here: {', '.join(valid)}"
-            suggestion = closest(key, valid)
-            if suggestion:
-                line += f"; did you mean {suggestion!r}?"
+            line += f"; valid keys here: {', '.join(valid)}" + _suggest(key, valid)
         return line
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         tags = _quoted(str(ctx.get("expected_tags", "")))
         tag = str(ctx.get("tag", ""))
         if kind == "union_tag_not_found":
             return f"{path}: missing `type`; expected one of: {', '.join(tags)}"
-        line = f"{path}.type: unknown plugin {tag!r}; valid: {', '.join(tags)}"
-        suggestion = closest(tag, tags)
-        if suggestion:
-            line += f"; did you mean {suggestion!r}?"
-        return line
+        return f"{path}.type: unknown plugin {tag!r}; valid: {', '.join(tags)}" + _suggest(
+            tag, tags
+        )
     if kind in ("literal_error", "enum"):
         options = _quoted(str(ctx.get("expected", "")))
-        line = f"{path}: got {_short(given)}; expected one of: {', '.join(options)}"
-        suggestion = closest(str(given), options)
-        if suggestion:
-            line += f"; did you mean {suggestion!r}?"
-        return line
+        expected = f"expected one of: {', '.join(options)}"
+        return f"{path}: got {_short(given)}; {expected}" + _suggest(str(given), options)
     if kind in _BOUNDS:
         key, op = _BOUNDS[kind]
         _, annotation = walk(root, loc)

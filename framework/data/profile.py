@@ -10,7 +10,9 @@ import pandas as pd
 from framework.config.data import DataConfig
 
 
-def reference_profile(train: pd.DataFrame, data: DataConfig, bins: int = 10) -> dict[str, Any]:
+def reference_profile(
+    train: pd.DataFrame, data: DataConfig, task: str, bins: int = 10
+) -> dict[str, Any]:
     """Summaries of every feature and the target on the training split."""
     features: dict[str, Any] = {}
     for name in [*data.features, data.target]:
@@ -21,9 +23,7 @@ def reference_profile(train: pd.DataFrame, data: DataConfig, bins: int = 10) -> 
             "count": int(column.notna().sum()),
             "missing_rate": float(column.isna().mean()) if len(column) else 0.0,
         }
-        if spec.dtype in ("float", "int", "bool") and not (
-            name == data.target and spec.dtype == "category"
-        ):
+        if spec.numeric and not (name == data.target and task == "classification"):
             values = pd.to_numeric(column, errors="coerce").dropna().to_numpy(dtype=float)
             if values.size:
                 edges = np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)))

@@ -143,8 +143,26 @@ def _group_inputs(model: onnx.ModelProto, numeric: list[str], categorical: list[
         new_nodes.append(
             helper.make_node("Split", [group, sizes], columns, axis=1, name=f"{group}_split")
         )
-    nodes = list(graph.node)
+    nodes = _bypass_split_concat(new_nodes + list(graph.node))
     del graph.node[:]
-    graph.node.extend(new_nodes + nodes)
+    graph.node.extend(nodes)
     del graph.input[:]
     graph.input.extend(new_inputs)
+    used = {name for node in nodes for name in node.input}
+    kept = [init for init in graph.initializer if init.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+
+
+def _bypass_split_concat(nodes: list[onnx.NodeProto]) -> list[onnx.NodeProto]:
+    """Where a Concat re-joins exactly the columns a Split just cut, feed the input through."""
+    splits = {tuple(n.output): n.input[0] for n in nodes if n.op_type == "Split"}
+    out = []
+    for node in nodes:
+        axis = next((a.i for a in node.attribute if a.name == "axis"), None)
+        source = splits.get(tuple(node.input)) if node.op_type == "Concat" and axis == 1 else None
+        if source is not None:
+            node = helper.make_node("Identity", [source], list(node.output), name=node.name)
+        out.append(node)
+    used = {name for node in out for name in node.input}
+    return [n for n in out if n.op_type != "Split" or any(o in used for o in n.output)]

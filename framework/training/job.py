@@ -102,6 +102,8 @@ def train(cfg: RootConfig, output_dir: Path, stages: Stages) -> TrainResult:
     data = cfg.data
     with stages.stage("start Ray" if cfg.ray.address is None else f"join Ray at {cfg.ray.address}"):
         dashboard = ensure_ray(cfg.ray)
+    if dashboard:
+        stages.console.print(f"  Ray dashboard: {dashboard}")
     dataset, parts, task = prepare(cfg, stages, output_dir)
     numeric, categorical = data.numeric_features, data.categorical_features
     train_frame = parts.train
@@ -181,7 +183,9 @@ def train(cfg: RootConfig, output_dir: Path, stages: Stages) -> TrainResult:
         alias = _alias_for(cfg.train.alias, store.aliases(name))
         files = {
             "model.onnx": exported.onnx_bytes,
-            "profile.json": json.dumps(reference_profile(parts.train, data), indent=2).encode(),
+            "profile.json": json.dumps(
+                reference_profile(parts.train, data, task), indent=2
+            ).encode(),
             "metrics.json": json.dumps(metrics, indent=2).encode(),
             "validation_report.json": json.dumps(
                 dataset.report.to_dict(), indent=2, default=str

@@ -49,6 +49,18 @@ def _config(tmp_path: Path, data: dict[str, Any], model: dict[str, Any], **extra
     return config.validate(container)
 
 
+def _churn_csv(tmp_path: Path, frame: pd.DataFrame, **data: Any) -> dict[str, Any]:
+    """Write ``frame`` as CSV; return a data block reading it with the churn schema."""
+    path = tmp_path / "churn.csv"
+    frame.to_csv(path, index=False)
+    return {
+        "name": "churn",
+        "source": {"type": "csv", "path": str(path)},
+        "columns": SMALL_SCHEMA,
+        **data,
+    }
+
+
 def _stages() -> Stages:
     return Stages(Console(quiet=True))
 
@@ -58,16 +70,9 @@ def test_csv_with_categories_trains_exports_and_registers(tmp_path: Path) -> Non
     frame["income"] = frame["income"].astype(object)
     frame.loc[::11, "income"] = "NaN"
     frame.loc[5, "plan"] = "gold"  # not a declared category: repaired to missing
-    path = tmp_path / "churn.csv"
-    frame.to_csv(path, index=False)
     cfg = _config(
         tmp_path,
-        {
-            "name": "churn",
-            "source": {"type": "csv", "path": str(path)},
-            "columns": SMALL_SCHEMA,
-            "balance": {"method": "class_weight"},
-        },
+        _churn_csv(tmp_path, frame, balance={"method": "class_weight"}),
         {"type": "logistic_regression"},
     )
     result = train(cfg, tmp_path / "run", _stages())
@@ -146,16 +151,9 @@ def test_parquet_regression_with_sensitive_subgroups(tmp_path: Path) -> None:
 def test_fail_policy_stops_the_run_and_keeps_the_report(tmp_path: Path) -> None:
     frame = small_frame(rows=100)
     frame.loc[3, "age"] = 500
-    path = tmp_path / "churn.csv"
-    frame.to_csv(path, index=False)
     cfg = _config(
         tmp_path,
-        {
-            "name": "churn",
-            "source": {"type": "csv", "path": str(path)},
-            "columns": SMALL_SCHEMA,
-            "checks": {"range": "fail"},
-        },
+        _churn_csv(tmp_path, frame, checks={"range": "fail"}),
         {"type": "random_forest", "n_estimators": 10},
     )
     with pytest.raises(DataValidationError, match="age: 1 row"):

@@ -83,7 +83,7 @@ def test_oversample_balances_classes() -> None:
 def test_reference_profile_summarises_each_feature() -> None:
     data = _data()
     frame, _ = validate_frame(small_frame(), data.columns, data.checks)
-    profile = reference_profile(frame, data)
+    profile = reference_profile(frame, data, "classification")
     age = profile["features"]["age"]
     assert age["bin_edges"] and sum(age["bin_counts"]) == age["count"]
     assert np.isclose(sum(profile["features"]["plan"]["frequencies"].values()), 1.0)

@@ -42,6 +42,11 @@ def _fit(
     return pipeline, X
 
 
+def _predictor(pipeline: object, data: DataConfig, task: str) -> OnnxPredictor:
+    exported = export_pipeline(pipeline, data.numeric_features, data.categorical_features, task)
+    return OnnxPredictor(exported.onnx_bytes, exported.signature)
+
+
 @pytest.mark.parametrize("encoding", ["onehot", "ordinal"])
 def test_categorical_pipeline_exports_with_parity(encoding: str) -> None:
     data = _data(encoding=encoding, categorical_imputation="most_frequent")
@@ -63,10 +68,7 @@ def test_categorical_pipeline_exports_with_parity(encoding: str) -> None:
 def test_unseen_category_and_missing_values_are_handled_in_onnx() -> None:
     data = _data()
     pipeline, _ = _fit(data, GradientBoostingClassifier(n_estimators=20), small_frame())
-    exported = export_pipeline(
-        pipeline, data.numeric_features, data.categorical_features, "classification"
-    )
-    predictor = OnnxPredictor(exported.onnx_bytes, exported.signature)
+    predictor = _predictor(pipeline, data, "classification")
     records = [
         {"age": 40, "income": 52000.0, "plan": "enterprise"},  # unseen category
         {"age": None, "income": 52000.0},  # missing numeric, missing category
@@ -84,10 +86,7 @@ def test_records_and_frames_give_the_same_predictions() -> None:
     data = _data()
     frame = small_frame()
     pipeline, _X = _fit(data, LogisticRegression(max_iter=500), frame)
-    exported = export_pipeline(
-        pipeline, data.numeric_features, data.categorical_features, "classification"
-    )
-    predictor = OnnxPredictor(exported.onnx_bytes, exported.signature)
+    predictor = _predictor(pipeline, data, "classification")
     records = frame[data.features].head(20).to_dict("records")
     from_records = predictor.predict_records(records)
     from_frame = predictor.predict_frame(frame.head(20))
@@ -109,10 +108,7 @@ def test_regressor_exports_with_parity() -> None:
     # tree models are fitted without scaling, as the train job does (scale_invariant)
     forest = RandomForestRegressor(n_estimators=10, random_state=0)
     pipeline, X = _fit(data, forest, frame, scale=False)
-    exported = export_pipeline(
-        pipeline, data.numeric_features, data.categorical_features, "regression"
-    )
-    predictor = OnnxPredictor(exported.onnx_bytes, exported.signature)
+    predictor = _predictor(pipeline, data, "regression")
     report = check_parity(pipeline, predictor, X, ParityConfig(atol=1e-2, rtol=1e-5))
     assert report.passed and report.label_agreement == 1.0
 
@@ -121,10 +117,7 @@ def test_parity_failure_refuses_the_model_with_a_clear_message() -> None:
     data = _data()
     frame = small_frame()
     pipeline, X = _fit(data, LogisticRegression(max_iter=500), frame)
-    exported = export_pipeline(
-        pipeline, data.numeric_features, data.categorical_features, "classification"
-    )
-    predictor = OnnxPredictor(exported.onnx_bytes, exported.signature)
+    predictor = _predictor(pipeline, data, "classification")
     other, _ = _fit(data, LogisticRegression(C=1e-4, max_iter=500), frame)  # a different model
     with pytest.raises(ModelRefusedError) as info:
         check_parity(other, predictor, X, ParityConfig())
