@@ -95,9 +95,10 @@ class CleaningConfig(StrictModel):
     )
     numeric_fill_value: float = Field(0.0, description="Fill value for `constant` imputation.")
     categorical_imputation: Literal["most_frequent", "constant"] = Field(
-        "constant", description="How missing categories are filled."
+        "constant",
+        description="most_frequent: fill with the commonest category; constant: missing is a "
+        "category of its own.",
     )
-    categorical_fill_value: str = Field("missing", description="Fill for `constant`.")
     outliers: Literal["none", "iqr", "zscore"] = Field(
         "iqr", description="Clip numeric features to fences fitted on the training split."
     )

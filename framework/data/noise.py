@@ -54,6 +54,8 @@ def inject_noise(frame: pd.DataFrame, data: DataConfig) -> tuple[pd.DataFrame, N
             shifted = pd.Series(
                 numeric.mean() + sign * noise.outlier_scale * spread, index=values.index
             )
+            if spec.dtype == "int":
+                shifted = shifted.round()
             values = values.mask(mask, shifted)
             counts["outlier"] += int(mask.sum())
         if noise.missing_rate:

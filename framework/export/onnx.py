@@ -124,6 +124,7 @@ def export_pipeline(
 def _group_inputs(model: onnx.ModelProto, numeric: list[str], categorical: list[str]) -> None:
     """Replace one input per column by one input per kind, split inside the graph."""
     graph = model.graph
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     new_inputs = []
     new_nodes = []
     for group, columns, elem in (
@@ -136,13 +137,18 @@ def _group_inputs(model: onnx.ModelProto, numeric: list[str], categorical: list[
         if len(columns) == 1:
             new_nodes.append(helper.make_node("Identity", [group], columns, name=f"{group}_id"))
             continue
-        sizes = f"{group}_split_sizes"
-        graph.initializer.append(
-            numpy_helper.from_array(np.ones(len(columns), dtype=np.int64), sizes)
-        )
-        new_nodes.append(
-            helper.make_node("Split", [group, sizes], columns, axis=1, name=f"{group}_split")
-        )
+        name = f"{group}_split"
+        if opset < 13:  # skl2onnx lowers the opset to what the graph needs; Split changed at 13
+            node = helper.make_node(
+                "Split", [group], columns, axis=1, split=[1] * len(columns), name=name
+            )
+        else:
+            sizes = f"{group}_split_sizes"
+            graph.initializer.append(
+                numpy_helper.from_array(np.ones(len(columns), dtype=np.int64), sizes)
+            )
+            node = helper.make_node("Split", [group, sizes], columns, axis=1, name=name)
+        new_nodes.append(node)
     nodes = _bypass_split_concat(new_nodes + list(graph.node))
     del graph.node[:]
     graph.node.extend(nodes)

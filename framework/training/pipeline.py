@@ -72,14 +72,13 @@ def preprocessor(
             if cleaning.encoding == "onehot"
             else OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)
         )
-        impute = SimpleImputer(
-            missing_values=MISSING_CATEGORY,
-            strategy=cleaning.categorical_imputation,
-            fill_value=cleaning.categorical_fill_value,
-        )
-        transformers.append(
-            ("categorical", Pipeline([("impute", impute), ("encode", encoder)]), categorical)
-        )
+        steps = [("encode", encoder)]
+        if cleaning.categorical_imputation == "most_frequent":
+            impute = SimpleImputer(missing_values=MISSING_CATEGORY, strategy="most_frequent")
+            steps.insert(0, ("impute", impute))
+        # "constant": a missing value ('') is a category of its own, which the encoder learns;
+        # no string imputer is needed (it would cost ~20 us per prediction in ONNX Runtime).
+        transformers.append(("categorical", Pipeline(steps), categorical))
     return ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
 
 

@@ -47,9 +47,10 @@ def _predictor(pipeline: object, data: DataConfig, task: str) -> OnnxPredictor:
     return OnnxPredictor(exported.onnx_bytes, exported.signature)
 
 
+@pytest.mark.parametrize("imputation", ["constant", "most_frequent"])
 @pytest.mark.parametrize("encoding", ["onehot", "ordinal"])
-def test_categorical_pipeline_exports_with_parity(encoding: str) -> None:
-    data = _data(encoding=encoding, categorical_imputation="most_frequent")
+def test_categorical_pipeline_exports_with_parity(encoding: str, imputation: str) -> None:
+    data = _data(encoding=encoding, categorical_imputation=imputation)
     frame = small_frame()
     frame.loc[::17, "plan"] = None
     frame.loc[::13, "income"] = np.nan
