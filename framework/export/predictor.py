@@ -11,6 +11,7 @@ import numpy as np
 import onnxruntime as ort
 import pandas as pd
 
+from framework.errors import FrameworkError
 from framework.export.onnx import CATEGORICAL_INPUT, NUMERIC_INPUT, Signature
 from framework.training.pipeline import MISSING_CATEGORY
 
@@ -53,10 +54,10 @@ class OnnxPredictor:
     def feeds_from_frame(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         feeds: dict[str, np.ndarray] = {}
         if self._numeric:
-            numeric = frame[self._numeric]
+            numeric = _columns(frame, self._numeric)
             feeds[NUMERIC_INPUT] = numeric.to_numpy(dtype=np.float32, na_value=np.nan)
         if self._categorical:
-            cats = frame[self._categorical].astype(object)
+            cats = _columns(frame, self._categorical).astype(object)
             cats = cats.where(cats.notna(), MISSING_CATEGORY).astype(str)
             feeds[CATEGORICAL_INPUT] = cats.to_numpy(dtype=object)
         return feeds
@@ -89,6 +90,17 @@ class OnnxPredictor:
 
     def predict_records(self, records: Sequence[Mapping[str, Any]]) -> Prediction:
         return self.run(self.feeds_from_records(records))
+
+
+def _columns(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """``frame[names]``, by position (several times faster than label selection)."""
+    positions = frame.columns.get_indexer(names)
+    if (positions < 0).any():
+        missing = [n for n, p in zip(names, positions, strict=True) if p < 0]
+        raise FrameworkError(f"input is missing feature column(s): {', '.join(missing)}")
+    if len(positions) == frame.shape[1] and (positions == np.arange(len(positions))).all():
+        return frame
+    return frame.take(positions, axis=1)
 
 
 def _number(value: Any) -> float:

@@ -11,7 +11,7 @@ from sklearn.linear_model import LogisticRegression
 
 from framework.config import DataConfig
 from framework.config.train import ParityConfig
-from framework.errors import ModelRefusedError
+from framework.errors import FrameworkError, ModelRefusedError
 from framework.export.onnx import export_pipeline
 from framework.export.parity import check_parity
 from framework.export.predictor import OnnxPredictor
@@ -133,3 +133,12 @@ def test_outlier_clipper_fits_fences_and_exports_the_same_clip() -> None:
     assert clipper.transform(np.array([[1000.0]]))[0, 0] == pytest.approx(7.0)
     z = OutlierClipper("zscore", 1.0).fit(X)
     assert z.transform(np.array([[1e6]]))[0, 0] == pytest.approx(X.mean() + X.std())
+
+
+def test_frame_missing_a_feature_column_is_a_clear_error() -> None:
+    data = _data()
+    frame = small_frame()
+    pipeline, _ = _fit(data, LogisticRegression(max_iter=500), frame)
+    predictor = _predictor(pipeline, data, "classification")
+    with pytest.raises(FrameworkError, match="missing feature column\\(s\\): income"):
+        predictor.predict_frame(frame.drop(columns=["income"]))
