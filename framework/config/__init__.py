@@ -20,6 +20,7 @@ from framework.config.model import ModelConfig
 from framework.config.ray import RayConfig
 from framework.config.store import StoreConfig
 from framework.config.train import TrainConfig
+from framework.config.tune import TuneConfig
 from framework.errors import ConfigError
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "StoreConfig",
     "StrictModel",
     "TrainConfig",
+    "TuneConfig",
     "load",
     "root_model",
     "validate",
@@ -51,6 +53,7 @@ class RootConfig(StrictModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)
 
     @model_validator(mode="after")
     def _model_fits_target(self) -> RootConfig:
@@ -73,6 +76,16 @@ class RootConfig(StrictModel):
             raise ValueError(
                 f"data.balance.method: {self.data.balance.method!r} needs a classifier, but "
                 f"model {self.model.type!r} is a regressor"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _trial_fits_the_cluster(self) -> RootConfig:
+        local = self.ray.address is None and self.ray.num_cpus is not None
+        if local and self.tune.cpus_per_trial > self.ray.num_cpus:  # type: ignore[operator]
+            raise ValueError(
+                f"tune.cpus_per_trial: {self.tune.cpus_per_trial} CPUs per trial cannot be "
+                f"scheduled on a local Ray instance of ray.num_cpus={self.ray.num_cpus}"
             )
         return self
 

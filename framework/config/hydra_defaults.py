@@ -15,6 +15,7 @@ from framework.config.data import DataConfig
 from framework.config.ray import RayConfig
 from framework.config.store import StoreConfig
 from framework.config.train import TrainConfig
+from framework.config.tune import TuneConfig
 
 NODE_NAME = "framework_defaults"
 _DATA_BLOCKS = ("checks", "cleaning", "noise", "balance", "split")
@@ -34,9 +35,15 @@ def defaults_node() -> dict[str, Any]:
         "train": TrainConfig().model_dump(mode="json"),
         "ray": RayConfig().model_dump(mode="json"),
         "store": StoreConfig().model_dump(mode="json"),
+        "tune": TuneConfig().model_dump(mode="json"),
     }
 
 
+SWEEPER = "hydra_plugins.framework_sweeper.ray_tune_sweeper.RayTuneSweeper"
+
+
 def register_defaults() -> None:
-    """Store the defaults node in Hydra's ConfigStore (idempotent)."""
-    ConfigStore.instance().store(name=NODE_NAME, node=defaults_node())
+    """Store the defaults node and the Ray Tune sweeper in Hydra's ConfigStore (idempotent)."""
+    store = ConfigStore.instance()
+    store.store(name=NODE_NAME, node=defaults_node())
+    store.store(group="hydra/sweeper", name="ray_tune", node={"_target_": SWEEPER})

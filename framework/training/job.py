@@ -12,20 +12,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from framework import registry
 from framework.config import RootConfig
-from framework.data.dataset import Dataset, Splits, oversample, split
-from framework.data.noise import NoiseReport, inject_noise
+from framework.data.noise import NoiseReport
 from framework.data.profile import reference_profile
-from framework.data.validation import ValidationReport, validate_frame
-from framework.errors import DataValidationError
+from framework.data.validation import ValidationReport
 from framework.export.onnx import ExportedModel, export_pipeline
 from framework.export.parity import ParityReport, check_parity
 from framework.export.predictor import OnnxPredictor
 from framework.progress import Stages
 from framework.store.registry import ModelRegistry, ModelVersion
 from framework.training.evaluate import EvaluationReport, evaluate
-from framework.training.pipeline import build_pipeline, model_input
+from framework.training.fit import PreparedData, fit_inputs, fit_pipeline, prepare
+from framework.training.pipeline import model_input
 from framework.versions import code_version, package_versions
 
 
@@ -52,48 +50,13 @@ class TrainResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _fit(pipeline: Any, X: pd.DataFrame, y: pd.Series, weights: np.ndarray | None) -> Any:
-    """Fit the whole pipeline; runs inside a Ray task."""
-    params = {"model__sample_weight": weights} if weights is not None else {}
-    return pipeline.fit(X, y, **params)
+def train(
+    cfg: RootConfig, output_dir: Path, stages: Stages, prepared: PreparedData | None = None
+) -> TrainResult:
+    """Run the whole train graph for ``cfg``; register the model unless ``train.dry_run``.
 
-
-def prepare(cfg: RootConfig, stages: Stages, output_dir: Path) -> tuple[Dataset, Splits, str]:
-    """Load, corrupt (if declared), check and split the data; return dataset, splits, task."""
-    data = cfg.data
-    plugin = registry.models.get(cfg.model.type).impl
-    task = plugin.task
-    source = registry.sources.get(data.source.type).impl(data.source)
-    with stages.stage(f"load {data.source.type} source"):
-        raw = source.load()
-    with stages.stage("inject production noise", skip=not data.noise.enabled):
-        raw, noise = inject_noise(raw, data)
-    with stages.stage("check data against the schema"):
-        try:
-            frame, report = validate_frame(raw, data.columns, data.checks)
-        except DataValidationError as exc:
-            partial = getattr(exc, "report", None)
-            if partial is not None:
-                partial.save(output_dir / "validation_report.json")
-            raise
-        report.save(output_dir / "validation_report.json")
-    if task == "classification":
-        spec = data.columns[data.target]
-        labels = frame[data.target]
-        if spec.dtype == "bool":
-            frame[data.target] = labels.map({1.0: "true", 0.0: "false"})
-        elif spec.dtype == "int":
-            frame[data.target] = labels.astype(np.int64).astype(str)
-        else:
-            frame[data.target] = labels.astype(str)
-    dataset = Dataset(frame, data, report, noise)
-    with stages.stage("split train/validation/test"):
-        parts = split(dataset, task == "classification")
-    return dataset, parts, task
-
-
-def train(cfg: RootConfig, output_dir: Path, stages: Stages) -> TrainResult:
-    """Run the whole train graph for ``cfg``; register the model unless ``train.dry_run``."""
+    ``prepared`` skips loading and checking the data when it was prepared already.
+    """
     import ray
 
     from framework.cluster import ensure_ray
@@ -104,28 +67,25 @@ def train(cfg: RootConfig, output_dir: Path, stages: Stages) -> TrainResult:
         dashboard = ensure_ray(cfg.ray)
     if dashboard:
         stages.console.print(f"  Ray dashboard: {dashboard}")
-    dataset, parts, task = prepare(cfg, stages, output_dir)
+    if prepared is None:
+        prepared = prepare(cfg, stages, output_dir)
+    dataset, parts, task = prepared.dataset, prepared.splits, prepared.task
     numeric, categorical = data.numeric_features, data.categorical_features
-    train_frame = parts.train
-    weights = None
-    if task == "classification" and data.balance.method == "oversample":
-        with stages.stage("oversample minority classes"):
-            train_frame = oversample(train_frame, data.target, data.balance.seed)
-    elif task == "classification" and data.balance.method == "class_weight":
-        from sklearn.utils.class_weight import compute_sample_weight
-
-        weights = compute_sample_weight("balanced", train_frame[data.target])
-
-    plugin = registry.models.get(cfg.model.type).impl(cfg.model)
-    pipeline = build_pipeline(
-        data, plugin.estimator(cfg.train.seed), scale=not plugin.scale_invariant
-    )
-    X_train = model_input(train_frame, numeric, categorical)
-    y_train = train_frame[data.target]
+    inputs_ = fit_inputs(cfg, prepared, stages)
     with stages.stage(f"fit {cfg.model.type} in a Ray task"):
         started = time.perf_counter()
-        fit = ray.remote(_fit).options(num_cpus=cfg.train.num_cpus, name=f"fit:{cfg.model.type}")
-        pipeline = ray.get(fit.remote(pipeline, ray.put(X_train), ray.put(y_train), weights))
+        fit = ray.remote(fit_pipeline).options(
+            num_cpus=cfg.train.num_cpus, name=f"fit:{cfg.model.type}"
+        )
+        pipeline = ray.get(
+            fit.remote(
+                inputs_.plugin,
+                inputs_.pipeline,
+                ray.put(inputs_.X),
+                ray.put(inputs_.y),
+                inputs_.weights,
+            )
+        )
         fit_seconds = time.perf_counter() - started
 
     def inputs(frame: pd.DataFrame) -> pd.DataFrame:

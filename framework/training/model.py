@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, ClassVar, Literal
 
 from framework.config.model import ModelConfig
@@ -30,3 +31,19 @@ class ModelPlugin:
 
     def estimator(self, seed: int) -> Any:
         raise NotImplementedError
+
+    def epochs(self) -> int:
+        """How many epochs ``fit_epochs`` runs (1 for models fitted in one go)."""
+        return 1
+
+    def fit_epochs(
+        self, estimator: Any, X: Any, y: Any, sample_weight: Any | None
+    ) -> Iterator[int]:
+        """Fit ``estimator`` on preprocessed rows, yielding the epoch number after each epoch.
+
+        Iterative models override this so that sweeps can report per epoch (and ASHA can
+        stop a lagging trial); others fit once and yield 1.
+        """
+        params = {"sample_weight": sample_weight} if sample_weight is not None else {}
+        estimator.fit(X, y, **params)
+        yield 1

@@ -74,7 +74,7 @@ BAD = [
     (
         ["model.type=randm_forest"],
         "model.type: unknown plugin 'randm_forest'; valid: gradient_boosting, "
-        "logistic_regression, random_forest, random_forest_regressor, ridge; "
+        "logistic_regression, mlp, random_forest, random_forest_regressor, ridge; "
         "did you mean 'random_forest'?",
     ),
     (
@@ -109,7 +109,7 @@ BAD = [
     (["task=serve"], "task: got 'serve'; expected one of: train, registry"),
     (
         ["+trian.seed=1"],
-        "trian: unknown key; valid keys here: data, model, ray, store, task, train, version; "
+        "trian: unknown key; valid keys here: data, model, ray, store, task, train, tune, version; "
         "did you mean 'train'?",
     ),
     (["data.noise.missing_rate=1.5"], "data.noise.missing_rate: got 1.5; expected a number < 1"),
@@ -119,6 +119,16 @@ BAD = [
         "ray: object_store_memory_mb applies only to a local instance (address: null)",
     ),
     (["train.seed=1.5"], "train.seed: got 1.5; expected an integer"),
+    (
+        ["tune.cpus_per_trial=4"],
+        "tune.cpus_per_trial: 4.0 CPUs per trial cannot be scheduled on a local Ray instance "
+        "of ray.num_cpus=2",
+    ),
+    (
+        ["tune.metric=accuracy"],
+        "tune: metric 'accuracy' must name a validation metric, e.g. 'validation.f1_macro' or "
+        "'validation.rmse' (the test split stays held out)",
+    ),
 ]
 
 

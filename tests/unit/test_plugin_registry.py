@@ -45,7 +45,7 @@ def test_unknown_name_lists_options_and_suggests_closest() -> None:
         models.get("random_forrest")
     message = str(info.value)
     assert "unknown model 'random_forrest'" in message
-    assert "gradient_boosting, logistic_regression, random_forest" in message
+    assert "gradient_boosting, logistic_regression, mlp, random_forest" in message
     assert "did you mean 'random_forest'?" in message
 
 
@@ -57,6 +57,7 @@ def test_builtin_plugins_are_registered() -> None:
         "gradient_boosting",
         "ridge",
         "random_forest_regressor",
+        "mlp",
     } <= set(models.names())
     for entry in models:
         assert entry.impl.task in ("classification", "regression")

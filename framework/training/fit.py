@@ -1,0 +1,116 @@
+"""Fitting: prepare the data once, then balance, build and fit the pipeline.
+
+Kept apart from the rest of the train graph (export, registry) so that a sweep's trial
+workers import only what a fit needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.pipeline import Pipeline
+
+from framework import registry
+from framework.config import RootConfig
+from framework.data.dataset import Dataset, Splits, oversample, split
+from framework.data.noise import inject_noise
+from framework.data.validation import validate_frame
+from framework.errors import DataValidationError
+from framework.progress import Stages
+from framework.training.model import ModelPlugin
+from framework.training.pipeline import build_pipeline, model_input
+
+
+def fit_pipeline(
+    plugin: ModelPlugin,
+    pipeline: Pipeline,
+    X: pd.DataFrame,
+    y: pd.Series,
+    weights: np.ndarray | None,
+    on_epoch: Callable[[int, Pipeline], None] | None = None,
+) -> Pipeline:
+    """Fit the preprocessing, then the model epoch by epoch; call ``on_epoch`` after each."""
+    Xt = pipeline[:-1].fit_transform(X, y)
+    for epoch in plugin.fit_epochs(pipeline.steps[-1][1], Xt, y, weights):
+        if on_epoch is not None:
+            on_epoch(epoch, pipeline)
+    return pipeline
+
+
+@dataclass
+class PreparedData:
+    """Checked, split data: prepared once and shared (e.g. by every trial of a sweep)."""
+
+    dataset: Dataset
+    splits: Splits
+    task: str
+
+
+@dataclass
+class FitInputs:
+    """Everything a fit needs: the plugin, the unfitted pipeline and the training rows."""
+
+    plugin: ModelPlugin
+    pipeline: Pipeline
+    X: pd.DataFrame
+    y: pd.Series
+    weights: np.ndarray | None
+
+
+def fit_inputs(cfg: RootConfig, prepared: PreparedData, stages: Stages | None = None) -> FitInputs:
+    """Balance the training split as declared and build the unfitted pipeline."""
+    data = cfg.data
+    train_frame = prepared.splits.train
+    weights = None
+    if prepared.task == "classification" and data.balance.method == "oversample":
+        with stages.stage("oversample minority classes") if stages else nullcontext():
+            train_frame = oversample(train_frame, data.target, data.balance.seed)
+    elif prepared.task == "classification" and data.balance.method == "class_weight":
+        from sklearn.utils.class_weight import compute_sample_weight
+
+        weights = compute_sample_weight("balanced", train_frame[data.target])
+    plugin = registry.models.get(cfg.model.type).impl(cfg.model)
+    pipeline = build_pipeline(
+        data, plugin.estimator(cfg.train.seed), scale=not plugin.scale_invariant
+    )
+    X = model_input(train_frame, data.numeric_features, data.categorical_features)
+    return FitInputs(plugin, pipeline, X, train_frame[data.target], weights)
+
+
+def prepare(cfg: RootConfig, stages: Stages, output_dir: Path) -> PreparedData:
+    """Load, corrupt (if declared), check and split the data; return dataset, splits, task."""
+    data = cfg.data
+    plugin = registry.models.get(cfg.model.type).impl
+    task = plugin.task
+    source = registry.sources.get(data.source.type).impl(data.source)
+    with stages.stage(f"load {data.source.type} source"):
+        raw = source.load()
+    with stages.stage("inject production noise", skip=not data.noise.enabled):
+        raw, noise = inject_noise(raw, data)
+    with stages.stage("check data against the schema"):
+        try:
+            frame, report = validate_frame(raw, data.columns, data.checks)
+        except DataValidationError as exc:
+            partial = getattr(exc, "report", None)
+            if partial is not None:
+                partial.save(output_dir / "validation_report.json")
+            raise
+        report.save(output_dir / "validation_report.json")
+    if task == "classification":
+        spec = data.columns[data.target]
+        labels = frame[data.target]
+        if spec.dtype == "bool":
+            frame[data.target] = labels.map({1.0: "true", 0.0: "false"})
+        elif spec.dtype == "int":
+            frame[data.target] = labels.astype(np.int64).astype(str)
+        else:
+            frame[data.target] = labels.astype(str)
+    dataset = Dataset(frame, data, report, noise)
+    with stages.stage("split train/validation/test"):
+        parts = split(dataset, task == "classification")
+    return PreparedData(dataset, parts, task)

@@ -1,0 +1,1 @@
+"""Hydra sweeper that runs multirun sweeps on Ray Tune."""

@@ -1,0 +1,99 @@
+"""Sweeps: Hydra multirun (-m) runs as one Ray Tune experiment, data prepared once."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.e2e.conftest import Runner
+
+pytestmark = pytest.mark.e2e
+
+QUIET = ["ray.include_dashboard=false", "train.latency_runs=20"]
+
+
+def _sweep_dir(tmp_path: Path) -> Path:
+    (found,) = [p.parent for p in (tmp_path / "multirun").glob("*/*/sweep.json")]
+    return found
+
+
+def test_four_trial_sweep_registers_the_best_and_writes_a_reproducible_experiment(
+    cli: Runner, tmp_path: Path
+) -> None:
+    extra = tmp_path / "extra_conf"
+    run = cli(
+        "-m",
+        "+experiment=clean_logistic_regression",
+        "model.C=0.01,0.1,1.0,10.0",
+        f"tune.best_experiment_dir={extra / 'experiment'}",
+        *QUIET,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "Trials by validation.f1_macro" in run.stdout
+    assert "Data preparation ran 1 time(s) for 4 trial(s)" in run.stdout
+
+    sweep = _sweep_dir(tmp_path)
+    summary = json.loads((sweep / "sweep.json").read_text())
+    trials = pd.read_csv(sweep / "trials.csv")
+    assert summary["trials"] == 4 and len(trials) == 4
+    assert sorted(trials["model.C"]) == [0.01, 0.1, 1.0, 10.0]  # the grid, each value once
+    assert trials["validation.f1_macro"].is_monotonic_decreasing  # sorted by the metric
+    assert trials["error"].isna().all()  # no trial failed
+    # Data loading, checks and the split ran once, in the driver, not in any trial.
+    assert summary["data_preparations"] == 1
+    assert trials["data_prepared_in_trial"].sum() == 0
+    assert summary["registered"] == {"name": "breast_cancer", "version": 1, "alias": "champion"}
+    assert summary["best"]["model.C"] == trials.iloc[0]["model.C"]
+
+    experiment = Path(summary["experiment"])
+    assert experiment.parent == extra / "experiment"
+    text = experiment.read_text()
+    assert text.startswith("# @package _global_") and "override /model: logistic_regression" in text
+
+    again = cli("--config-dir", str(extra), f"+experiment={experiment.stem}", *QUIET)
+    assert again.returncode == 0, again.stderr
+    (run_dir,) = list((tmp_path / "outputs").glob("*/*"))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    reproduced = metrics["validation"]["metrics"]["f1_macro"]
+    assert reproduced == pytest.approx(summary["best_metric"], abs=1e-6)
+
+
+def test_asha_stops_bad_trials_early(cli: Runner, tmp_path: Path) -> None:
+    run = cli(
+        "-m",
+        "model=mlp",
+        "tune=asha",
+        "data.noise.enabled=false",
+        "model.epochs=12",
+        "tune.asha.max_t=12",
+        "tune.asha.grace_period=2",
+        "tune.register_best=false",
+        # good learning rates first, so the bad ones meet recorded results at the first rung
+        "model.learning_rate_init=choice(0.01,0.02,0.000001,0.000002)",
+        "tune.search=grid",
+        f"tune.best_experiment_dir={tmp_path / 'best'}",
+        *QUIET,
+    )
+    assert run.returncode == 0, run.stderr
+    trials = pd.read_csv(_sweep_dir(tmp_path) / "trials.csv")
+    bad = trials[trials["model.learning_rate_init"] < 1e-4]
+    assert len(bad) == 2
+    assert bad["stopped_early"].all() and (bad["epochs"] < 12).all()
+    assert trials.iloc[0]["model.learning_rate_init"] >= 0.01
+    assert trials.iloc[0]["validation.f1_macro"] > 0.9
+
+
+def test_bad_sweep_values_and_syntax_exit_2_before_any_trial(cli: Runner) -> None:
+    bad_value = cli("-m", "model.n_estimators=-5,100", "+model.max_dept=3,4", *QUIET)
+    assert bad_value.returncode == 2
+    assert "model.n_estimators: got -5; expected an integer > 0" in bad_value.stderr
+    assert "model.max_dept: unknown key" in bad_value.stderr
+    assert "did you mean 'max_depth'?" in bad_value.stderr
+    assert "run trials" not in bad_value.stdout and "Traceback" not in bad_value.stderr
+
+    bad_syntax = cli("-m", "model.n_estimators=range(10,", *QUIET)
+    assert bad_syntax.returncode == 2  # Hydra's own parser reports it, as Hydra users know
+    assert "no viable alternative at input 'range(10,'" in bad_syntax.stderr
