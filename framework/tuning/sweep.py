@@ -102,6 +102,7 @@ def run_sweep(master: DictConfig, config_loader: Any, arguments: list[str]) -> d
     settings = base_cfg.tune
     sweep_dir = Path(master.hydra.sweep.dir).resolve()
     sweep_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(master, sweep_dir / "multirun.yaml")  # as Hydra's basic sweeper does
     name = settings.name or f"{base_cfg.data.name}_{base_cfg.model.type}_sweep"
     console.print(
         f"[bold]sweep[/] {name}: {len(space.params)} swept key(s), search={settings.search}, "
