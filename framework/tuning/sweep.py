@@ -114,8 +114,10 @@ def run_sweep(master: DictConfig, config_loader: Any, arguments: list[str]) -> d
         console.print(f"  Ray dashboard (trials appear as they run): {dashboard}")
 
     prepared: dict[str, PreparedData] = {}
-    data_swept = any(p.key.lstrip("+").split(".")[0] == "data" for p in space.params)
-    if not data_swept:
+    # Data configs fixed per group combination are prepared here, once each; a sweep over
+    # data.* values changes the data per trial, so those trials prepare their own.
+    data_values_swept = any(p.key.lstrip("+").split(".")[0] == "data" for p in space.values)
+    if not data_values_swept:
         for base in bases.values():
             cfg = config_module.validate(base.container)
             key = data_key(cfg)
