@@ -103,7 +103,7 @@ def run_sweep(master: DictConfig, config_loader: Any, arguments: list[str]) -> d
     sweep_dir = Path(master.hydra.sweep.dir).resolve()
     sweep_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(master, sweep_dir / "multirun.yaml")  # as Hydra's basic sweeper does
-    name = settings.name or f"{base_cfg.data.name}_{base_cfg.model.type}_sweep"
+    name = settings.name or _sweep_name(base_cfg, space)
     console.print(
         f"[bold]sweep[/] {name}: {len(space.params)} swept key(s), search={settings.search}, "
         f"scheduler={settings.scheduler}, metric={settings.metric} ({settings.mode})"
@@ -248,6 +248,15 @@ def run_sweep(master: DictConfig, config_loader: Any, arguments: list[str]) -> d
     (sweep_dir / "sweep.json").write_text(json.dumps(summary, indent=2, default=str))
     console.print(f"Sweep reports: {sweep_dir}")
     return summary
+
+
+def _sweep_name(cfg: RootConfig, space: SearchSpace) -> str:
+    """``<data>_<model>_sweep``, naming every option where a group is swept."""
+    parts = []
+    for group, default in (("data", cfg.data.name), ("model", cfg.model.type)):
+        swept = next((p for p in space.groups if p.key == group), None)
+        parts.append("-".join(map(str, swept.values)) if swept else default)
+    return "_".join(parts) + "_sweep"
 
 
 def _plain(value: Any) -> Any:

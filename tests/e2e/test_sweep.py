@@ -86,6 +86,30 @@ def test_asha_stops_bad_trials_early(cli: Runner, tmp_path: Path) -> None:
     assert trials.iloc[0]["validation.f1_macro"] > 0.9
 
 
+def test_optuna_samples_an_interval_across_data_groups(cli: Runner, tmp_path: Path) -> None:
+    run = cli(
+        "-m",
+        "tune=optuna",
+        "tune.num_samples=3",
+        "model=logistic_regression",
+        "data=iris,wine",
+        "model.C=tag(log, interval(0.001, 10))",
+        "tune.register_best=false",
+        f"tune.best_experiment_dir={tmp_path / 'best'}",
+        *QUIET,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "search=optuna" in run.stdout
+    sweep = _sweep_dir(tmp_path)
+    summary = json.loads((sweep / "sweep.json").read_text())
+    trials = pd.read_csv(sweep / "trials.csv")
+    assert summary["name"] == "iris-wine_logistic_regression_sweep"
+    assert len(trials) == 3 and trials["model.C"].between(0.001, 10).all()
+    assert set(trials["data"]) <= {"iris", "wine"}
+    # each data set of the swept group is prepared once, in the driver
+    assert summary["data_preparations"] == 2 and trials["data_prepared_in_trial"].sum() == 0
+
+
 def test_bad_sweep_values_and_syntax_exit_2_before_any_trial(cli: Runner) -> None:
     bad_value = cli("-m", "model.n_estimators=-5,100", "+model.max_dept=3,4", *QUIET)
     assert bad_value.returncode == 2
