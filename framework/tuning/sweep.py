@@ -26,7 +26,7 @@ from rich.table import Table
 
 from framework import config as config_module
 from framework.config import RootConfig
-from framework.errors import ConfigError
+from framework.errors import ConfigError, FrameworkError
 from framework.progress import Stages
 from framework.training.job import (
     PreparedData,
@@ -188,7 +188,10 @@ def run_sweep(master: DictConfig, config_loader: Any, arguments: list[str]) -> d
     console.print(rich_table(table, settings.metric))
     ok = table[table["error"] == ""]
     if ok.empty:
-        raise ConfigError(["every trial failed; see trials.csv and the Ray logs"])
+        raise FrameworkError(
+            f"every trial failed; the first error: {table.iloc[0]['error']}",
+            hint=f"see {sweep_dir / 'trials.csv'} and the trial logs under ray_results/",
+        )
     best = ok.iloc[0]
     best_params = {p.key: _plain(best[p.key]) for p in space.params}
     combo = tuple(best_params[p.key] for p in space.groups)

@@ -6,7 +6,6 @@ done by :mod:`framework.tuning.sweep`.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from hydra.plugins.sweeper import Sweeper
@@ -28,16 +27,15 @@ class RayTuneSweeper(Sweeper):
         self.config = config
 
     def sweep(self, arguments: list[str]) -> Any:
-        from rich.console import Console
-        from rich.text import Text
-
-        from framework.errors import FrameworkError
+        from framework.cli import run_guarded
         from framework.tuning.sweep import run_sweep
 
         assert self.hydra_context is not None and self.config is not None
-        try:
-            return run_sweep(self.config, self.hydra_context.config_loader, arguments)
-        except FrameworkError as exc:
-            # The same clear errors as a single run, and the same exit statuses.
-            Console(stderr=True).print(Text("error: ", style="red") + Text(str(exc)))
-            sys.exit(exc.exit_code)
+        config, loader = self.config, self.hydra_context.config_loader
+
+        def job() -> int:
+            run_sweep(config, loader, arguments)
+            return 0
+
+        # The same clear errors and exit statuses as a single run.
+        run_guarded(job)

@@ -118,6 +118,16 @@ def test_bad_sweep_values_and_syntax_exit_2_before_any_trial(cli: Runner) -> Non
     assert "did you mean 'max_depth'?" in bad_value.stderr
     assert "run trials" not in bad_value.stdout and "Traceback" not in bad_value.stderr
 
+    failing_data = cli(
+        "-m",
+        "model.n_estimators=10,20",
+        "data.checks.missing=fail",
+        "+data.columns.mean_radius.nullable=false",
+        *QUIET,
+    )
+    assert failing_data.returncode == 3  # the data check's own status, as in a single run
+    assert "failed 'missing'" in failing_data.stderr
+
     bad_syntax = cli("-m", "model.n_estimators=range(10,", *QUIET)
     assert bad_syntax.returncode == 2  # Hydra's own parser reports it, as Hydra users know
     assert "no viable alternative at input 'range(10,'" in bad_syntax.stderr
