@@ -109,10 +109,6 @@ class Registry(Generic[T]):
         load_plugins()
         return iter([self._entries[n] for n in sorted(self._entries)])
 
-    def unregister(self, name: str) -> None:
-        """Remove a plugin (for tests that register throwaway plugins)."""
-        self._entries.pop(name, None)
-
 
 sources: Registry[Any] = Registry("source")
 models: Registry[Any] = Registry("model")

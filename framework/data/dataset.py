@@ -29,14 +29,6 @@ class Dataset:
         """sha256 over the content of every row and the declared schema."""
         return fingerprint(self.frame, self.config)
 
-    @property
-    def X(self) -> pd.DataFrame:
-        return self.frame[self.config.features]
-
-    @property
-    def y(self) -> pd.Series:
-        return self.frame[self.config.target]
-
 
 @dataclass
 class Splits:

@@ -29,7 +29,6 @@ from typing import Any
 from framework.errors import RegistryError
 
 MANIFEST = "manifest.json"
-ALIASES = ("champion", "challenger", "shadow")
 
 
 def sha256_file(path: Path) -> str:

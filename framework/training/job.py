@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,6 @@ class TrainResult:
     alias: str | None = None
     dashboard_url: str | None = None
     output_dir: Path | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def train(
