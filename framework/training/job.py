@@ -167,8 +167,8 @@ def _alias_for(choice: str, aliases: dict[str, int]) -> str | None:
 
 def single_row_latency(predictor: OnnxPredictor, rows: pd.DataFrame, runs: int) -> dict[str, float]:
     """p50/p99 microseconds of one-row predictions from JSON-like records."""
-    records = rows.head(min(len(rows), 64)).astype(object).where(rows.head(64).notna(), None)
-    records_list = records.to_dict("records") or [{}]
+    sample = rows.head(64)
+    records_list = sample.astype(object).where(sample.notna(), None).to_dict("records") or [{}]
     timings = []
     for i in range(runs + 10):
         record = records_list[i % len(records_list)]

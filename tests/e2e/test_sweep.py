@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -20,24 +22,31 @@ def _sweep_dir(tmp_path: Path) -> Path:
     return found
 
 
+def _sweep(
+    cli: Runner, tmp_path: Path, *args: str, best_dir: Path | None = None
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any], pd.DataFrame]:
+    """Run a sweep that must succeed; return the run, sweep.json and trials.csv."""
+    best = best_dir or tmp_path / "best"
+    run = cli("-m", *args, f"tune.best_experiment_dir={best}", *QUIET)
+    assert run.returncode == 0, run.stderr
+    sweep = _sweep_dir(tmp_path)
+    summary = json.loads((sweep / "sweep.json").read_text())
+    return run, summary, pd.read_csv(sweep / "trials.csv")
+
+
 def test_four_trial_sweep_registers_the_best_and_writes_a_reproducible_experiment(
     cli: Runner, tmp_path: Path
 ) -> None:
     extra = tmp_path / "extra_conf"
-    run = cli(
-        "-m",
+    run, summary, trials = _sweep(
+        cli,
+        tmp_path,
         "+experiment=clean_logistic_regression",
         "model.C=0.01,0.1,1.0,10.0",
-        f"tune.best_experiment_dir={extra / 'experiment'}",
-        *QUIET,
+        best_dir=extra / "experiment",
     )
-    assert run.returncode == 0, run.stderr
     assert "Trials by validation.f1_macro" in run.stdout
     assert "Data preparation ran 1 time(s) for 4 trial(s)" in run.stdout
-
-    sweep = _sweep_dir(tmp_path)
-    summary = json.loads((sweep / "sweep.json").read_text())
-    trials = pd.read_csv(sweep / "trials.csv")
     assert summary["trials"] == 4 and len(trials) == 4
     assert sorted(trials["model.C"]) == [0.01, 0.1, 1.0, 10.0]  # the grid, each value once
     assert trials["validation.f1_macro"].is_monotonic_decreasing  # sorted by the metric
@@ -62,8 +71,9 @@ def test_four_trial_sweep_registers_the_best_and_writes_a_reproducible_experimen
 
 
 def test_asha_stops_bad_trials_early(cli: Runner, tmp_path: Path) -> None:
-    run = cli(
-        "-m",
+    _, _, trials = _sweep(
+        cli,
+        tmp_path,
         "model=mlp",
         "tune=asha",
         "data.noise.enabled=false",
@@ -74,11 +84,7 @@ def test_asha_stops_bad_trials_early(cli: Runner, tmp_path: Path) -> None:
         # good learning rates first, so the bad ones meet recorded results at the first rung
         "model.learning_rate_init=choice(0.01,0.02,0.000001,0.000002)",
         "tune.search=grid",
-        f"tune.best_experiment_dir={tmp_path / 'best'}",
-        *QUIET,
     )
-    assert run.returncode == 0, run.stderr
-    trials = pd.read_csv(_sweep_dir(tmp_path) / "trials.csv")
     bad = trials[trials["model.learning_rate_init"] < 1e-4]
     assert len(bad) == 2
     assert bad["stopped_early"].all() and (bad["epochs"] < 12).all()
@@ -87,22 +93,17 @@ def test_asha_stops_bad_trials_early(cli: Runner, tmp_path: Path) -> None:
 
 
 def test_optuna_samples_an_interval_across_data_groups(cli: Runner, tmp_path: Path) -> None:
-    run = cli(
-        "-m",
+    run, summary, trials = _sweep(
+        cli,
+        tmp_path,
         "tune=optuna",
         "tune.num_samples=3",
         "model=logistic_regression",
         "data=iris,wine",
         "model.C=tag(log, interval(0.001, 10))",
         "tune.register_best=false",
-        f"tune.best_experiment_dir={tmp_path / 'best'}",
-        *QUIET,
     )
-    assert run.returncode == 0, run.stderr
     assert "search=optuna" in run.stdout
-    sweep = _sweep_dir(tmp_path)
-    summary = json.loads((sweep / "sweep.json").read_text())
-    trials = pd.read_csv(sweep / "trials.csv")
     assert summary["name"] == "iris-wine_logistic_regression_sweep"
     assert len(trials) == 3 and trials["model.C"].between(0.001, 10).all()
     assert set(trials["data"]) <= {"iris", "wine"}
