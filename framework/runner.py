@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,9 +39,128 @@ def run_registry(cfg: RootConfig, output_dir: Path, console: Console) -> int:
     return 0
 
 
+def run_serve(cfg: RootConfig, output_dir: Path, console: Console) -> int:
+    """Deploy the Ray Serve application for ``serve.alias``; serve until SIGINT/SIGTERM."""
+    import os
+
+    from framework.cluster import ensure_ray
+    from framework.errors import FrameworkError
+    from framework.serving.deploy import (
+        app_args,
+        check_servable,
+        example_row,
+        serve_env,
+        wait_until_stopped,
+    )
+
+    version = check_servable(cfg)
+    serving = cfg.serve
+    name = serving.app_name or cfg.model_name
+    if cfg.security.auth == "off":
+        console.print(
+            "[bold red]WARNING: security.auth=off - every route answers without an API key[/]"
+        )
+    # HAProxy's admin socket path must stay under ~100 characters: a short folder of its own.
+    haproxy_dir = Path(tempfile.mkdtemp(prefix="fw-haproxy-"))
+    env = serve_env(serving, haproxy_dir)
+    if cfg.ray.address is None:
+        os.environ.update(env)
+    else:
+        missing = [k for k, v in env.items() if os.environ.get(k) != v]
+        if missing:
+            console.print(
+                "note: joining a running cluster; its Ray Serve HTTP mode is what the cluster "
+                f"was started with (for the fast path set {', '.join(missing)} there)"
+            )
+    console.print(
+        f"[bold]serve[/] {version.name} v{version.version} ({serving.alias}) "
+        f"on http://{serving.host}:{serving.port}"
+    )
+    dashboard = ensure_ray(cfg.ray)
+
+    from ray import serve
+
+    from framework.serving.app import build_app
+
+    started = time.perf_counter()
+    try:
+        serve.start(http_options={"host": serving.host, "port": serving.port})
+        serve.run(
+            build_app(app_args(cfg).model_dump(mode="json")),
+            name=name,
+            route_prefix=serving.route_prefix,
+            blocking=False,
+        )
+    except Exception as exc:  # a replica failed to start: say why, without Ray's traceback
+        from framework.serving.deploy import startup_failure
+
+        raise FrameworkError(
+            f"the serving application did not start: {startup_failure(name) or exc}"
+        ) from None
+    base = f"http://{serving.host}:{serving.port}{serving.route_prefix.rstrip('/')}"
+    example = json.dumps([example_row(version)])
+    auth = "" if cfg.security.auth == "off" else f' -H "{cfg.security.header}: $FRAMEWORK_API_KEY"'
+    console.print(f"Ready in {time.perf_counter() - started:.1f} s.")
+    console.print(f"  predict:  POST {base}/v1/models/{version.name}/predict")
+    console.print(f"  v2 infer: POST {base}/v2/models/{version.name}/infer")
+    console.print(f"  docs:     {base}/docs  (OpenAPI: {base}/openapi.json)")
+    if dashboard:
+        console.print(f"  Ray dashboard: {dashboard}")
+    console.print("Example request:")
+    console.print(
+        f"  curl -s {base}/v1/models/{version.name}/predict{auth} "
+        f"-H 'content-type: application/json' -d '{example}'",
+        soft_wrap=True,
+        markup=False,
+    )
+    console.print("Serving until interrupted (Ctrl+C or SIGTERM).")
+    reason = wait_until_stopped()
+    console.print(f"{reason}: draining and stopping the application...")
+    stop = time.perf_counter()
+    serve.delete(name)
+    serve.shutdown()
+    import ray
+
+    ray.shutdown()
+    shutil.rmtree(haproxy_dir, ignore_errors=True)
+    console.print(f"Stopped in {time.perf_counter() - stop:.1f} s.")
+    return 0
+
+
+def run_build_serve_config(cfg: RootConfig, output_dir: Path, console: Console) -> int:
+    from framework.serving.deploy import serve_env, write_serve_config
+
+    path = write_serve_config(cfg)
+    console.print(f"Wrote the Ray Serve config {path}")
+    env = " ".join(f"{k}={v}" for k, v in serve_env(cfg.serve).items())
+    console.print(f"Run it with Ray's CLI:  {env} serve run {path}", soft_wrap=True)
+    return 0
+
+
+def run_api_key(cfg: RootConfig, output_dir: Path, console: Console) -> int:
+    from framework.errors import ConfigError
+    from framework.security.keys import add_key, resolve_keys_file
+
+    if not cfg.security.key_name:
+        raise ConfigError(["security.key_name: required for task=api_key (a name for the key)"])
+    if not cfg.security.keys_file:
+        raise ConfigError(["security.keys_file: required for task=api_key (where hashes go)"])
+    path = resolve_keys_file(cfg.security)
+    key, entry = add_key(path, cfg.security.key_name, list(cfg.security.key_roles))
+    console.print(
+        f"Created API key {entry.name!r} with roles {sorted(entry.roles)}; its sha256 is in {path}."
+    )
+    console.print("The key is shown only now; keep it secret:")
+    console.print(key, markup=False, highlight=False)
+    return 0
+
+
 TASKS: dict[str, Callable[[RootConfig, Path, Console], int]] = {
     "train": run_train,
     "registry": run_registry,
+    "serve": run_serve,
+    "build_serve_config": run_build_serve_config,
+    "api_key": run_api_key,
 }
 
 

@@ -18,6 +18,8 @@ from framework.config.data import ColumnSpec, DataConfig, SourceConfig
 from framework.config.errors import problems_of
 from framework.config.model import ModelConfig
 from framework.config.ray import RayConfig
+from framework.config.security import SecurityConfig
+from framework.config.serve import ServeConfig
 from framework.config.store import StoreConfig
 from framework.config.train import TrainConfig
 from framework.config.tune import TuneConfig
@@ -30,6 +32,8 @@ __all__ = [
     "PluginConfig",
     "RayConfig",
     "RootConfig",
+    "SecurityConfig",
+    "ServeConfig",
     "SourceConfig",
     "StoreConfig",
     "StrictModel",
@@ -40,7 +44,7 @@ __all__ = [
     "validate",
 ]
 
-Task = Literal["train", "registry"]
+Task = Literal["train", "registry", "serve", "build_serve_config", "api_key"]
 
 
 class RootConfig(StrictModel):
@@ -54,6 +58,8 @@ class RootConfig(StrictModel):
     ray: RayConfig = Field(default_factory=RayConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+    security: SecurityConfig = Field(default_factory=SecurityConfig)
 
     @model_validator(mode="after")
     def _model_fits_target(self) -> RootConfig:

@@ -13,6 +13,8 @@ from hydra.core.config_store import ConfigStore
 
 from framework.config.data import DataConfig
 from framework.config.ray import RayConfig
+from framework.config.security import SecurityConfig
+from framework.config.serve import ServeConfig
 from framework.config.store import StoreConfig
 from framework.config.train import TrainConfig
 from framework.config.tune import TuneConfig
@@ -36,6 +38,8 @@ def defaults_node() -> dict[str, Any]:
         "ray": RayConfig().model_dump(mode="json"),
         "store": StoreConfig().model_dump(mode="json"),
         "tune": TuneConfig().model_dump(mode="json"),
+        "serve": ServeConfig().model_dump(mode="json"),
+        "security": SecurityConfig().model_dump(mode="json"),
     }
 
 

@@ -1,0 +1,35 @@
+"""Config of the ``security/`` group: API keys and the roles they grant."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from framework.config.base import StrictModel
+
+Role = Literal["predict", "admin", "feedback"]
+ROLES: tuple[str, ...] = ("predict", "admin", "feedback")
+
+
+class SecurityConfig(StrictModel):
+    """Who may call the serving application. Keys are stored only as sha256 hashes."""
+
+    auth: Literal["api_key", "off"] = Field(
+        "api_key",
+        description="api_key: every route but health checks and docs needs a key with the "
+        "route's role; off: no checks at all (logged as a warning at startup).",
+    )
+    keys_file: str | None = Field(
+        "api_keys.json",
+        description='JSON file of hashed keys: {"keys": [{"name", "sha256", "roles"}]}.',
+    )
+    keys_env: str | None = Field(
+        "FRAMEWORK_API_KEYS",
+        description="Environment variable that may hold the same JSON as `keys_file`.",
+    )
+    header: str = Field("x-api-key", description="Request header carrying the key.")
+    key_name: str | None = Field(None, description="task=api_key: name of the new key.")
+    key_roles: list[Role] = Field(
+        default_factory=lambda: ["predict"], description="task=api_key: roles of the new key."
+    )

@@ -1,0 +1,119 @@
+"""Config of the ``serve/`` group: the Ray Serve application that answers predictions."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import (
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    model_validator,
+)
+
+from framework.config.base import StrictModel
+
+
+class BatchingConfig(StrictModel):
+    """Request batching inside a replica (``@serve.batch``), counted in rows."""
+
+    enabled: bool = Field(True, description="Batch concurrent requests into one ONNX call.")
+    max_batch_rows: PositiveInt = Field(
+        512, description="Most rows in one batch; a larger request runs as a batch of its own."
+    )
+    max_batch_wait_ms: NonNegativeFloat = Field(
+        0.0,
+        description="How long a batch waits for more requests after the first; 0 batches only "
+        "requests that are already queued (no added latency when idle).",
+    )
+
+
+class AutoscalingConfig(StrictModel):
+    """Ray Serve autoscaling of the model deployment."""
+
+    min_replicas: NonNegativeInt = Field(1, description="Fewest replicas.")
+    max_replicas: PositiveInt = Field(2, description="Most replicas.")
+    initial_replicas: PositiveInt | None = Field(None, description="Replicas at start.")
+    target_ongoing_requests: PositiveFloat = Field(
+        8.0, description="Ongoing requests per replica the autoscaler aims for."
+    )
+    upscale_delay_s: NonNegativeFloat = Field(10.0, description="Load must last this long to add.")
+    downscale_delay_s: NonNegativeFloat = Field(
+        60.0, description="Low load must last this long to remove a replica."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AutoscalingConfig:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"min_replicas ({self.min_replicas}) must be <= max_replicas ({self.max_replicas})"
+            )
+        initial = self.initial_replicas
+        if initial is not None and not self.min_replicas <= initial <= self.max_replicas:
+            raise ValueError(
+                f"initial_replicas ({initial}) must lie between min_replicas and max_replicas"
+            )
+        return self
+
+
+class ServeConfig(StrictModel):
+    """The serving application: which model, where it listens, how it scales and batches."""
+
+    app_name: str | None = Field(
+        None, description="Ray Serve application name (default: the registered model's name)."
+    )
+    alias: str = Field(
+        "champion", description="Registry alias (or version number) of the model to serve."
+    )
+    host: str = Field("127.0.0.1", description="Address the HTTP ingress binds to.")
+    port: int = Field(8000, ge=1, le=65535, description="HTTP port of the application.")
+    route_prefix: str = Field("/", pattern=r"^/", description="URL prefix of every route.")
+    max_rows_per_request: PositiveInt = Field(
+        1024,
+        le=100_000,
+        description="Most rows one predict or infer request may carry (more: 422).",
+    )
+    max_body_bytes: PositiveInt = Field(
+        4 * 1024 * 1024, description="Largest request body accepted (more: 413)."
+    )
+    onnx_threads: PositiveInt = Field(1, description="ONNX Runtime intra-op threads per replica.")
+    num_cpus: PositiveFloat = Field(0.5, description="CPUs Ray reserves for each replica.")
+    memory_mb: PositiveInt | None = Field(None, description="Memory Ray reserves per replica.")
+    num_replicas: PositiveInt | Literal["auto"] = Field(
+        "auto", description="Fixed replica count, or `auto` to scale within `autoscaling`."
+    )
+    autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig)
+    max_ongoing_requests: PositiveInt = Field(
+        64, description="Requests one replica works on at once (Ray Serve)."
+    )
+    max_queued_requests: int = Field(
+        256,
+        ge=-1,
+        description="Requests allowed to wait per replica before new ones get 503 (-1: no limit).",
+    )
+    retry_after_s: PositiveInt = Field(1, description="Retry-After sent with a 503.")
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    throughput_optimized: bool = Field(
+        True,
+        description="Ray Serve's throughput-optimized mode (direct ingress to replicas, gRPC "
+        "between deployments); set before Ray starts.",
+    )
+    haproxy: bool = Field(
+        True,
+        description="Ray Serve's HAProxy ingress: balances replicas' own HTTP ports on `port`.",
+    )
+    drain_s: NonNegativeFloat = Field(
+        2.0,
+        description="How long a stopping replica keeps its port open so HAProxy takes it out "
+        "first (Ray's RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S; 30 behind a cloud load "
+        "balancer).",
+    )
+    graceful_shutdown_s: PositiveFloat = Field(
+        5.0, description="How long a stopping replica finishes its ongoing requests."
+    )
+    health_check_period_s: PositiveFloat = Field(5.0, description="Replica health check period.")
+    output_dir: str = Field(
+        "serve_configs", description="Folder task=build_serve_config writes to."
+    )

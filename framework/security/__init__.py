@@ -1,0 +1,1 @@
+"""Access control of the serving application: hashed API keys mapped to roles."""

@@ -1,0 +1,1 @@
+"""Serving: a Ray Serve application built from the ``serve/`` and ``security/`` config."""

@@ -1,0 +1,202 @@
+"""Start, stop and describe the serving application from the typed config.
+
+``serve_env`` holds Ray Serve's own switches for the fast HTTP path; they are read when Ray
+starts, so ``task=serve`` sets them before it starts a local instance, and a cluster that is
+joined must have been started with them (the README shows where they go in a RayService).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from framework.config import RootConfig
+from framework.config.serve import ServeConfig
+from framework.errors import ConfigError
+from framework.security.keys import load_keys, resolve_keys_file
+from framework.serving.app import AppArgs
+from framework.store.registry import ModelRegistry, ModelVersion
+
+IMPORT_PATH = "framework.serving.app:build_app"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serve_env(config: ServeConfig, run_dir: Path | None = None) -> dict[str, str]:
+    """Environment variables that select Ray Serve's HTTP path; read when Ray starts."""
+    env = {
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1" if config.throughput_optimized else "0",
+        "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": str(config.drain_s),
+    }
+    if config.haproxy:
+        env["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
+        if run_dir is not None:
+            # HAProxy's files default to /tmp/haproxy-serve: give each instance its own.
+            env["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"] = str(run_dir / "haproxy.cfg")
+            env["RAY_SERVE_HAPROXY_SOCKET_PATH"] = str(run_dir / "admin.sock")
+            env["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"] = str(run_dir)
+            env["RAY_SERVE_HAPROXY_SERVER_STATE_FILE"] = str(run_dir / "server-state")
+            env["RAY_SERVE_HAPROXY_STATS_PORT"] = str(_free_port())
+            env["RAY_SERVE_HAPROXY_METRICS_PORT"] = str(_free_port())
+    return env
+
+
+def app_args(cfg: RootConfig) -> AppArgs:
+    return AppArgs(
+        model_name=cfg.model_name,
+        store_path=str(Path(cfg.store.path).expanduser().resolve()),
+        keys_base=str(Path.cwd()),
+        serve=cfg.serve,
+        security=cfg.security,
+    )
+
+
+def check_servable(cfg: RootConfig) -> ModelVersion:
+    """Fail early, with a clear message, if the model or the keys are not ready to serve."""
+    version = ModelRegistry(Path(cfg.store.path).expanduser()).resolve(
+        cfg.model_name, cfg.serve.alias
+    )
+    version.verify()
+    if cfg.security.auth == "api_key":
+        keys = load_keys(cfg.security)
+        if not keys:
+            where = []
+            if cfg.security.keys_file:
+                where.append(f"security.keys_file ({resolve_keys_file(cfg.security)})")
+            if cfg.security.keys_env:
+                where.append(f"${cfg.security.keys_env}")
+            raise ConfigError(
+                [
+                    "security: auth is api_key but no API key is configured in "
+                    + " or ".join(where)
+                    + "; create one with `python -m framework task=api_key "
+                    "security.key_name=NAME 'security.key_roles=[predict]'`, or set "
+                    "security.auth=off to serve without keys"
+                ]
+            )
+    return version
+
+
+def example_row(version: ModelVersion) -> dict[str, Any]:
+    """A plausible request row: the training medians and commonest categories."""
+    import json
+
+    profile_path = version.file("profile.json")
+    features = json.loads(profile_path.read_text()).get("features", {})
+    signature = version.manifest["signature"]
+    row: dict[str, Any] = {}
+    for column in signature["numeric"]:
+        stats = features.get(column, {})
+        value = stats.get("quantiles", {}).get("0.5", stats.get("mean", 0.0))
+        dtype = version.manifest["schema"][column]["dtype"]
+        row[column] = round(float(value)) if dtype == "int" else round(float(value), 4)
+        if dtype == "bool":
+            row[column] = bool(row[column])
+    for column in signature["categorical"]:
+        stats = features.get(column, {})
+        top = stats.get("top") or stats.get("frequencies") or {}
+        categories = version.manifest["schema"][column].get("categories") or []
+        row[column] = next(iter(top), categories[0] if categories else "")
+    return row
+
+
+def serve_config_document(cfg: RootConfig) -> dict[str, Any]:
+    """A Ray Serve config file: for ``serve run``/``serve deploy`` or a RayService."""
+    from framework.serving.app import DEPLOYMENT, deployment_options
+
+    args = app_args(cfg)
+    options = deployment_options(cfg.serve)
+    deployment: dict[str, Any] = {"name": DEPLOYMENT, **options}
+    deployment["backpressure_config"] = {
+        "status_code": 503,
+        "retry_after_s": cfg.serve.retry_after_s,
+    }
+    if "autoscaling_config" in deployment:
+        deployment["autoscaling_config"] = {
+            k: v for k, v in deployment["autoscaling_config"].items() if v is not None
+        }
+    return {
+        "proxy_location": "EveryNode",
+        "http_options": {"host": cfg.serve.host, "port": cfg.serve.port},
+        "applications": [
+            {
+                "name": cfg.serve.app_name or cfg.model_name,
+                "route_prefix": cfg.serve.route_prefix,
+                "import_path": IMPORT_PATH,
+                "args": args.model_dump(mode="json"),
+                "deployments": [deployment],
+            }
+        ],
+    }
+
+
+def write_serve_config(cfg: RootConfig) -> Path:
+    check_servable(cfg)
+    document = serve_config_document(cfg)
+    name = cfg.serve.app_name or cfg.model_name
+    out = Path(cfg.serve.output_dir) / f"{name}.yaml"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    env = serve_env(cfg.serve)
+    header = [
+        f"# Ray Serve config for {name} (alias {cfg.serve.alias}), written by",
+        "# `python -m framework task=build_serve_config`. Deploy it with Ray's own tools:",
+        f"#   serve run {out}        (starts a local Ray) | serve deploy {out} (running cluster)",
+        "# or paste it under `serveConfigV2` of a KubeRay RayService (see README).",
+        "# Start Ray with these environment variables for the fast HTTP path:",
+        *[f"#   {k}={v}" for k, v in env.items()],
+        "# Registry and keys paths below are absolute; on a cluster they must name shared storage.",
+        "",
+    ]
+    fd, tmp = tempfile.mkstemp(prefix=".serve-", dir=out.parent)
+    with os.fdopen(fd, "w") as handle:
+        handle.write("\n".join(header))
+        yaml.safe_dump(document, handle, sort_keys=False)
+    os.replace(tmp, out)
+    return out
+
+
+def wait_until_stopped() -> str:
+    """Block until SIGINT or SIGTERM; return the signal's name.
+
+    The handlers stay in place afterwards, so that a second signal while the application
+    drains does not cut the shutdown short.
+    """
+    received: list[str] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        received.append(signal.Signals(signum).name)
+
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, handler)
+    while not received:
+        time.sleep(0.1)
+    return received[0]
+
+
+def startup_failure(app_name: str) -> str | None:
+    """The last line of the error a failed replica reported (its exception), if any."""
+    from ray import serve
+
+    try:
+        status = serve.status().applications.get(app_name)
+    except Exception:
+        return None
+    if status is None:
+        return None
+    for deployment in status.deployments.values():
+        lines = [line.strip() for line in (deployment.message or "").splitlines() if line.strip()]
+        errors = [line for line in lines if "Error:" in line or "Exception:" in line]
+        if errors:
+            return errors[-1]
+    return status.message or None

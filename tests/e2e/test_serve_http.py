@@ -1,0 +1,450 @@
+"""`python -m framework task=serve` over real HTTP: predictions, validation, auth, limits.
+
+One module-wide server: a churn model is trained through the CLI, an API key is made through
+the CLI, and `task=serve` runs as a user would run it (Ray Serve with HAProxy ingress). The
+last tests stop it with SIGINT and then deploy the written config with Ray's own `serve run`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import requests
+
+from framework.export.onnx import Signature
+from framework.export.predictor import OnnxPredictor
+from framework.security.keys import add_key
+from tests.e2e.conftest import free_port
+
+pytestmark = pytest.mark.e2e
+
+DATA = ["data=churn", "data.source.rows=600", "model=logistic_regression"]
+START_TIMEOUT_S = 240
+
+
+@dataclass
+class Server:
+    url: str
+    key: str
+    admin_key: str
+    proc: subprocess.Popen[str]
+    work: Path
+    version_dir: Path
+    started: float
+    lines: list[str] = field(default_factory=list)
+
+    def post(self, path: str, body: Any, key: str | None = "default", **kw: Any) -> Any:
+        headers = {"content-type": "application/json"}
+        if key is not None:
+            headers["x-api-key"] = self.key if key == "default" else key
+        data = body if isinstance(body, bytes) else json.dumps(body)
+        return requests.post(self.url + path, data=data, headers=headers, timeout=60, **kw)
+
+    def get(self, path: str, key: str | None = "default") -> Any:
+        headers = {} if key is None else {"x-api-key": self.key if key == "default" else key}
+        return requests.get(self.url + path, headers=headers, timeout=30)
+
+
+def _env() -> dict[str, str]:
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "COLUMNS": "200"}
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+def _cli(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "framework", *args],
+        cwd=work,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _follow(proc: subprocess.Popen[str], lines: list[str]) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+
+
+def _wait_for(lines: list[str], proc: subprocess.Popen[str], text: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(text in line for line in lines):
+            return
+        if proc.poll() is not None:
+            time.sleep(0.5)
+            raise AssertionError(f"process exited {proc.returncode}:\n{''.join(lines)}")
+        time.sleep(0.2)
+    raise AssertionError(f"no {text!r} within {timeout} s:\n{''.join(lines)}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    work = tmp_path_factory.mktemp("serve")
+    started = time.time()
+    trained = _cli(work, *DATA, "ray.include_dashboard=false", "train.latency_runs=20")
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    made = _cli(work, "task=api_key", "security.key_name=client", "security.key_roles=[predict]")
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip().splitlines()[-1]
+    assert key.startswith("fwk_")
+    admin_key, _ = add_key(work / "api_keys.json", "ops", ["admin"])
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "framework",
+            "task=serve",
+            *DATA,
+            f"serve.port={port}",
+            "serve.num_replicas=1",
+            "serve.max_ongoing_requests=4",
+            "serve.max_queued_requests=2",
+            "serve.max_rows_per_request=500",
+            "serve.max_body_bytes=300000",
+            "ray.include_dashboard=false",
+        ],
+        cwd=work,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    served = Server(
+        url=f"http://127.0.0.1:{port}",
+        key=key,
+        admin_key=admin_key,
+        proc=proc,
+        work=work,
+        version_dir=work / "model_registry" / "churn" / "versions" / "1",
+        started=started,
+    )
+    threading.Thread(target=_follow, args=(proc, served.lines), daemon=True).start()
+    try:
+        _wait_for(served.lines, proc, "Serving until interrupted", START_TIMEOUT_S)
+        yield served
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(90)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def rows(n: int, seed: int = 0) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        row: dict[str, Any] = {
+            "age": rng.randint(18, 90),
+            "income": round(rng.uniform(5_000, 150_000), 2),
+            "tenure_months": rng.randint(0, 120),
+            "support_calls": rng.randint(0, 9),
+            "plan": rng.choice(["basic", "plus", "pro"]),
+            "contract": rng.choice(["monthly", "yearly"]),
+        }
+        if rng.random() < 0.2:
+            row.pop(rng.choice(["income", "plan", "support_calls"]))
+        out.append(row)
+    return out
+
+
+def local_predictor(server: Server) -> OnnxPredictor:
+    manifest = json.loads((server.version_dir / "manifest.json").read_text())
+    signature = Signature.from_dict(manifest["signature"])
+    return OnnxPredictor((server.version_dir / "model.onnx").read_bytes(), signature)
+
+
+def test_startup_prints_the_urls_and_an_example_that_works(server: Server) -> None:
+    out = "".join(server.lines)
+    assert f"predict:  POST {server.url}/v1/models/churn/predict" in out
+    assert f"v2 infer: POST {server.url}/v2/models/churn/infer" in out
+    assert "Example request:" in out
+    example = next(line for line in server.lines if line.strip().startswith("curl"))
+    body = example.split(" -d '", 1)[1].rsplit("'", 1)[0]
+    answer = server.post("/v1/models/churn/predict", json.loads(body))
+    assert answer.status_code == 200, answer.text
+
+
+def test_single_and_batch_predictions_equal_in_process_onnx(server: Server) -> None:
+    local = local_predictor(server)
+    for records in (rows(1, seed=1), rows(300, seed=2)):
+        answer = server.post("/v1/models/churn/predict", records)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["model"] == "churn" and body["version"] == 1
+        expected = local.predict_records(records)
+        predictions = body["predictions"]
+        assert len(predictions) == len(records)
+        assert [p["label"] for p in predictions] == expected.labels.tolist()
+        got = np.array([[p["probabilities"][c] for c in ("no", "yes")] for p in predictions])
+        np.testing.assert_allclose(got, expected.scores, atol=2e-6)
+        ids = [p["id"] for p in predictions]
+        assert len(set(ids)) == len(ids) and all(i.startswith(body["request_id"]) for i in ids)
+    one = server.post("/v1/models/churn/predict", rows(1, seed=1)[0])
+    assert one.status_code == 200 and len(one.json()["predictions"]) == 1
+
+
+def test_open_inference_protocol_round_trip(server: Server) -> None:
+    live = server.get("/v2/health/live", key=None)
+    ready = server.get("/v2/health/ready", key=None)
+    assert live.json() == {"live": True} and ready.json() == {"ready": True}
+    meta = server.get("/v2/models/churn").json()
+    assert meta["name"] == "churn" and meta["versions"] == ["1"]
+    inputs = {i["name"]: i for i in meta["inputs"]}
+    assert inputs["numeric"]["datatype"] == "FP32" and inputs["numeric"]["shape"] == [-1, 4]
+    assert inputs["categorical"]["datatype"] == "BYTES"
+    columns = meta["parameters"]["feature_columns"]
+
+    records = [r for r in rows(40, seed=3) if len(r) == 6]
+    n = len(records)
+    request = {
+        "id": "req-1",
+        "inputs": [
+            {
+                "name": "numeric",
+                "datatype": "FP32",
+                "shape": [n, 4],
+                "data": [r[c] for r in records for c in columns["numeric"]],
+            },
+            {
+                "name": "categorical",
+                "datatype": "BYTES",
+                "shape": [n, 2],
+                "data": [r[c] for r in records for c in columns["categorical"]],
+            },
+        ],
+    }
+    answer = server.post("/v2/models/churn/infer", request)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["model_name"] == "churn" and body["model_version"] == "1" and body["id"] == "req-1"
+    outputs = {o["name"]: o for o in body["outputs"]}
+    expected = local_predictor(server).predict_records(records)
+    assert outputs["label"]["data"] == expected.labels.tolist()
+    assert outputs["probabilities"]["shape"] == [n, 2]
+    np.testing.assert_allclose(
+        np.array(outputs["probabilities"]["data"]).reshape(n, 2), expected.scores, atol=1e-6
+    )
+    per_column = {
+        "inputs": [
+            {"name": c, "datatype": "BYTES", "shape": [n], "data": [r[c] for r in records]}
+            for c in columns["numeric"] + columns["categorical"]
+        ]
+    }
+    versioned = server.post("/v2/models/churn/versions/1/infer", per_column)
+    assert versioned.status_code == 200, versioned.text
+    assert versioned.json()["outputs"][0]["data"] == expected.labels.tolist()
+
+
+@pytest.mark.parametrize(
+    ("body", "row", "field"),
+    [
+        ([{"age": "41"}], 0, "age"),
+        ([{"age": 30}, {"age": 41.5}], 1, "age"),
+        ([{"age": 30, "income": -5.0}], 0, "income"),
+        ([{"age": 30, "plan": "gold"}], 0, "plan"),
+        ([{"age": 30, "income": True}], 0, "income"),
+        ([{"age": 30, "colour": "red"}], 0, "colour"),
+        ([{"age": 30, "contract": 12}], 0, "contract"),
+        ([{"age": 30, "region": "north"}], 0, "region"),
+    ],
+)
+def test_bad_rows_get_422_with_row_and_field(
+    server: Server, body: list[dict[str, Any]], row: int, field: str
+) -> None:
+    answer = server.post("/v1/models/churn/predict", body)
+    assert answer.status_code == 422, answer.text
+    problems = answer.json()["detail"]
+    assert [(p["row"], p["field"]) for p in problems] == [(row, field)]
+    assert problems[0]["msg"]
+
+
+def test_other_bad_requests_are_4xx_never_5xx(server: Server) -> None:
+    cases = {
+        "not json": (b"{rows", 400),
+        "no rows": ([], 422),
+        "too many rows": (rows(501), 422),
+        "a string": ("rows", 422),
+        "nested junk": ([[1, 2]], 422),
+        "huge number": (b'[{"age": 1e999}]', 400),
+    }
+    for name, (body, status) in cases.items():
+        answer = server.post("/v1/models/churn/predict", body)
+        assert answer.status_code == status, (name, answer.status_code, answer.text)
+    assert server.post("/v1/models/other/predict", rows(1)).status_code == 404
+    v2 = server.post("/v2/models/churn/infer", {"inputs": [{"name": "age", "shape": [1]}]})
+    assert v2.status_code == 422 and v2.json()["detail"][0]["loc"][:3] == ["body", "inputs", 0]
+    assert server.post("/v2/models/churn/versions/9/infer", {"inputs": []}).status_code == 404
+
+
+def test_an_oversized_body_gets_413(server: Server) -> None:
+    body = json.dumps(rows(3000)).encode()
+    assert len(body) > 300_000
+    answer = server.post("/v1/models/churn/predict", body)
+    assert answer.status_code == 413, answer.text
+
+
+def test_api_keys_and_roles(server: Server) -> None:
+    path = "/v1/models/churn/predict"
+    no_key = server.post(path, rows(1), key=None)
+    assert no_key.status_code == 401 and "x-api-key" in no_key.json()["error"]
+    assert server.post(path, rows(1), key="fwk_not-a-real-key").status_code == 401
+    bearer = requests.post(
+        server.url + path, json=rows(1), headers={"Authorization": f"Bearer {server.key}"}
+    )
+    assert bearer.status_code == 200
+    assert server.get("/v1/admin/config").status_code == 403
+    admin = server.get("/v1/admin/config", key=server.admin_key)
+    assert admin.status_code == 200
+    assert sorted(admin.json()["keys"]) == ["client", "ops"]
+    assert server.key not in admin.text
+    assert server.post(path, rows(1), key=server.admin_key).status_code == 200
+    assert server.get("/v1/models", key=None).status_code == 401
+    for public in ("/healthz", "/readyz", "/v2/health/live", "/v2/models/churn/ready", "/docs"):
+        assert server.get(public, key=None).status_code == 200, public
+
+
+def test_models_listing_and_openapi_document_the_schema(server: Server) -> None:
+    listing = server.get("/v1/models").json()
+    assert listing["models"][0]["version"] == 1
+    assert listing["aliases"] == {"champion": 1}
+    doc = server.get("/openapi.json", key=None).json()
+    body = doc["paths"]["/v1/models/{name}/predict"]["post"]["requestBody"]
+    schema = json.dumps(body)
+    row = doc["components"]["schemas"]["ChurnRow"]
+    assert row["additionalProperties"] is False
+    assert set(row["properties"]) == {
+        "age",
+        "income",
+        "tenure_months",
+        "support_calls",
+        "plan",
+        "contract",
+    }
+    assert row["properties"]["age"]["anyOf"][0]["minimum"] == 18
+    assert "ChurnRow" in schema and '"maxItems": 500' in schema
+    assert doc["paths"]["/v1/models/{name}/predict"]["post"]["security"] == [{"ApiKey": []}]
+
+
+def test_overload_answers_503_with_retry_after(server: Server) -> None:
+    body = json.dumps(rows(500)).encode()
+
+    def call(_: int) -> tuple[int, str | None]:
+        answer = server.post("/v1/models/churn/predict", body)
+        return answer.status_code, answer.headers.get("Retry-After")
+
+    with ThreadPoolExecutor(48) as pool:
+        results = list(pool.map(call, range(96)))
+    statuses = {status for status, _ in results}
+    assert statuses <= {200, 503}, results
+    assert 503 in statuses and 200 in statuses
+    assert all(retry == "1" for status, retry in results if status == 503)
+
+
+def test_keys_never_appear_in_logs(server: Server) -> None:
+    assert server.key not in "".join(server.lines)
+    leaked = []
+    for session in Path("/tmp/ray").glob("session_2*"):
+        if session.stat().st_mtime < server.started:
+            continue
+        for log in (session / "logs").rglob("*"):
+            if log.is_file() and log.stat().st_size < 50_000_000:
+                text = log.read_bytes()
+                if server.key.encode() in text or server.admin_key.encode() in text:
+                    leaked.append(str(log))
+    assert not leaked
+
+
+def test_sigint_drains_and_stops_cleanly(server: Server) -> None:
+    results: list[int] = []
+
+    def call() -> None:
+        answer = server.post("/v1/models/churn/predict", rows(200))
+        results.append(answer.status_code)
+
+    workers = [threading.Thread(target=call) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    time.sleep(0.05)
+    server.proc.send_signal(signal.SIGINT)
+    for worker in workers:
+        worker.join(60)
+    assert server.proc.wait(90) == 0, "".join(server.lines)
+    out = "".join(server.lines)
+    assert "SIGINT: draining and stopping the application" in out
+    assert "Stopped in" in out and "Traceback" not in out
+    assert results and set(results) == {200}
+    with pytest.raises(requests.ConnectionError):
+        requests.get(server.url + "/healthz", timeout=5)
+
+
+def test_the_written_config_runs_under_rays_own_serve_run(server: Server) -> None:
+    port = free_port()
+    built = _cli(server.work, "task=build_serve_config", *DATA, f"serve.port={port}")
+    assert built.returncode == 0, built.stderr
+    path = server.work / "serve_configs" / "churn.yaml"
+    assert path.is_file() and str(path.relative_to(server.work)) in built.stdout
+    env = {
+        **_env(),
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+        "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
+    }
+    serve_cli = Path(sys.executable).with_name("serve")
+    proc = subprocess.Popen(
+        [str(serve_cli), "run", str(path)],
+        cwd=server.work,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    threading.Thread(target=_follow, args=(proc, lines), daemon=True).start()
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        ready = False
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                ready = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5).ok
+            except requests.RequestException:  # not listening yet, or no replica behind it
+                ready = False
+            if ready:
+                break
+            time.sleep(1)
+        assert ready, "".join(lines)
+        records = rows(5, seed=9)
+        answer = requests.post(
+            f"http://127.0.0.1:{port}/v1/models/churn/predict",
+            json=records,
+            headers={"x-api-key": server.key},
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+        expected = local_predictor(server).predict_records(records)
+        assert [p["label"] for p in answer.json()["predictions"]] == expected.labels.tolist()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(90)
+        except subprocess.TimeoutExpired:
+            proc.kill()

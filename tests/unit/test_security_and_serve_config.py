@@ -1,0 +1,129 @@
+"""API keys stored as hashes, and the serve/security config turned into Ray Serve's own."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from framework.config.security import SecurityConfig
+from framework.errors import ConfigError
+from framework.security.keys import add_key, hash_key, load_keys
+from tests.helpers import load_config, problems
+
+
+def test_a_new_key_is_stored_only_as_its_hash(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    key, _ = add_key(path, "alice", ["predict"])
+    text = path.read_text()
+    assert key not in text
+    assert hash_key(key) in text
+    assert oct(path.stat().st_mode)[-3:] == "600"
+    keys = load_keys(SecurityConfig(keys_file=str(path), keys_env=None))
+    assert keys[hash_key(key)].name == "alice"
+    assert keys[hash_key(key)].grants("predict")
+    assert not keys[hash_key(key)].grants("admin")
+    with pytest.raises(ConfigError, match="already exists"):
+        add_key(path, "alice", ["admin"])
+
+
+def test_admin_grants_every_role_and_keys_may_come_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    digest = hash_key("fwk_secret")
+    monkeypatch.setenv(
+        "TEST_KEYS", json.dumps({"keys": [{"name": "ops", "sha256": digest, "roles": ["admin"]}]})
+    )
+    keys = load_keys(SecurityConfig(keys_file=None, keys_env="TEST_KEYS"))
+    assert keys[digest].grants("predict") and keys[digest].grants("feedback")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ('{"keys": {}}', 'expected {"keys"'),
+        ('{"keys": [{"name": "a", "sha256": "abc", "roles": ["predict"]}]}', "keys[0].sha256"),
+        ('{"keys": [{"name": "a", "sha256": "' + "a" * 64 + '", "roles": ["root"]}]}', "root"),
+    ],
+)
+def test_a_bad_keys_file_names_the_field(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "keys.json"
+    path.write_text(content)
+    with pytest.raises(ConfigError) as info:
+        load_keys(SecurityConfig(keys_file=str(path), keys_env=None))
+    assert message in str(info.value)
+    assert "security.keys_file" in str(info.value)
+
+
+def test_serve_and_security_config_errors_name_the_field() -> None:
+    found = problems(
+        [
+            "task=serve",
+            "serve.autoscaling.min_replicas=3",
+            "serve.autoscaling.max_replicas=2",
+            "serve.port=70000",
+            "security.auth=maybe",
+            "serve.batching.max_batch_wait_ms=-1",
+        ]
+    )
+    text = "\n".join(found)
+    assert "serve.autoscaling: " in text and "min_replicas (3) must be <= max_replicas (2)" in text
+    assert "serve.port: got 70000" in text
+    assert "security.auth: got 'maybe'" in text
+    assert "serve.batching.max_batch_wait_ms: got -1" in text
+
+
+def test_the_ray_serve_config_file_mirrors_the_config(tmp_path: Path) -> None:
+    from framework.serving.app import build_app
+    from framework.serving.deploy import IMPORT_PATH, serve_config_document
+
+    cfg = load_config(
+        [
+            f"store.path={tmp_path / 'registry'}",
+            "serve.port=8123",
+            "serve.autoscaling.max_replicas=4",
+            "serve.max_queued_requests=10",
+            "serve.num_cpus=0.25",
+        ]
+    )
+    document = serve_config_document(cfg)
+    text = yaml.safe_dump(document)
+    assert yaml.safe_load(text) == document
+    assert document["http_options"] == {"host": "127.0.0.1", "port": 8123}
+    (app,) = document["applications"]
+    assert app["import_path"] == IMPORT_PATH
+    assert app["name"] == "breast_cancer" and app["route_prefix"] == "/"
+    assert app["args"]["store_path"] == str((tmp_path / "registry").resolve())
+    (deployment,) = app["deployments"]
+    assert deployment["autoscaling_config"]["max_replicas"] == 4
+    assert deployment["max_queued_requests"] == 10
+    assert deployment["ray_actor_options"] == {"num_cpus": 0.25}
+    assert deployment["backpressure_config"] == {"status_code": 503, "retry_after_s": 1}
+    # Ray's own schema accepts the file as it is.
+    from ray.serve.schema import ServeDeploySchema
+
+    ServeDeploySchema.model_validate(document)
+    # and the builder named by import_path builds an application from its args
+    assert build_app(app["args"]) is not None
+
+
+def test_every_route_declares_a_role() -> None:
+    from framework.serving.app import DOC_ROUTES, PUBLIC, ROUTE_ROLES, app, iter_routes, route_role
+
+    names = {route.name for route in iter_routes(app.routes)}
+    assert len(names) > 10
+    assert names - DOC_ROUTES <= set(ROUTE_ROLES)
+
+    def role(method: str, path: str) -> str | None:
+        return route_role({"type": "http", "method": method, "path": path})
+
+    assert role("POST", "/v1/models/churn/predict") == "predict"
+    assert role("POST", "/v2/models/churn/versions/3/infer") == "predict"
+    assert role("GET", "/v1/admin/config") == "admin"
+    assert role("GET", "/healthz") == PUBLIC and role("GET", "/docs") == PUBLIC
+    assert role("GET", "/v2/health/ready") == PUBLIC
+    assert role("GET", "/nowhere") is None
+    assert role("DELETE", "/v1/models") is None
