@@ -5,19 +5,18 @@ own ports; each replica of ``ModelServer`` is the whole request path - API key c
 schema validation, ``@serve.batch`` batching and one ONNX Runtime session. There is no
 second deployment on the request path: on this kind of machine every hop between
 deployments costs milliseconds (a two-deployment graph served 3-5x fewer requests per second
-than one deployment, see the closing figures in README), so the path stays one replica deep
-and scaling happens by adding replicas.
+than one deployment), so the path stays one replica deep and scaling adds replicas.
+Prediction requests are answered in ``__call__`` without an ASGI framework; FastAPI serves
+the other routes and the OpenAPI document.
 
 ``build_app(args)`` is an application builder: ``python -m framework task=serve`` calls it,
 and so does Ray's own CLI from a config file written by ``task=build_serve_config``.
 """
 
-import importlib
 import logging
 import os
-import re
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from fastapi.responses import Response
 from pydantic import Field
 from ray import serve
 from ray.serve import Application
+from starlette.routing import compile_path
 
 from framework.config.base import StrictModel
 from framework.config.data import ColumnSpec
@@ -56,15 +56,50 @@ class AppArgs(StrictModel):
     security: SecurityConfig = Field(default_factory=SecurityConfig)
 
 
-app = FastAPI(
-    title="framework model server",
-    description="Predictions from a registered model; requests are checked against its data "
-    "schema. Send the API key in the `x-api-key` header.",
-    version="1",
-)
+@dataclass(frozen=True)
+class Route:
+    """One HTTP route: method, path, the ``ModelServer`` method that answers it, its role."""
 
-#: Role each route needs, filled by ``@requires``; tests check every route declares one.
-ROUTE_ROLES: dict[str, str] = {}
+    method: str
+    path: str
+    handler: str
+    role: str
+    tag: str
+
+
+#: Every route and the role it needs (``public``: no key). The replica checks the key
+#: before any handler runs; a path matching no route gets 404 without reaching one.
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/healthz", "healthz", PUBLIC, "health"),
+    Route("GET", "/readyz", "readyz", PUBLIC, "health"),
+    Route("GET", "/v2/health/live", "v2_live", PUBLIC, "v2"),
+    Route("GET", "/v2/health/ready", "v2_ready", PUBLIC, "v2"),
+    Route("GET", "/v2/models/{name}/ready", "v2_model_ready", PUBLIC, "v2"),
+    Route("GET", "/v1/models", "list_models", "predict", "models"),
+    Route("GET", "/v2", "v2_server", "predict", "v2"),
+    Route("GET", "/v2/models/{name}", "v2_model", "predict", "v2"),
+    Route(
+        "GET",
+        "/v2/models/{name}/versions/{version}",
+        "v2_model_version",
+        "predict",
+        "open inference protocol",
+    ),
+    Route("POST", "/v1/models/{name}/predict", "predict", "predict", "models"),
+    Route("POST", "/v2/models/{name}/infer", "v2_infer", "predict", "v2"),
+    Route(
+        "POST",
+        "/v2/models/{name}/versions/{version}/infer",
+        "v2_infer_version",
+        "predict",
+        "open inference protocol",
+    ),
+    Route("GET", "/v1/admin/config", "admin_config", "admin", "admin"),
+)
+#: FastAPI's documentation routes: public.
+DOC_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
+_COMPILED = [(route, compile_path(route.path)[0]) for route in ROUTES]
+_HOT = {"predict", "v2_infer", "v2_infer_version"}
 
 
 class HttpError(Exception):
@@ -94,127 +129,26 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
     return None
 
 
-#: The replica's server: the fast path below answers prediction requests with it.
-_SERVER: list["ModelServer"] = []
-
-_HOT_ROUTE = re.compile(
-    r"/v1/models/(?P<name>[^/]+)/predict$|/v2/models/(?P<v2name>[^/]+)"
-    r"(?:/versions/(?P<version>[^/]+))?/infer$"
-)
-
-
-Handler = Callable[..., Awaitable[Response]]
-
-
-def requires(role: str) -> Callable[[Handler], Handler]:
-    """Declare the role a route needs; ``FastPath`` checks the key before the route runs."""
-
-    def decorate(handler: Handler) -> Handler:
-        ROUTE_ROLES[handler.__name__] = role
-        return handler
-
-    return decorate
-
-
-#: FastAPI's own documentation routes: public.
-DOC_ROUTES = frozenset({"openapi", "swagger_ui_html", "swagger_ui_redirect", "redoc_html"})
-
-
-def iter_routes(routes: list[Any]) -> Iterator[Any]:
-    """Every route, also those inside included routers (Ray's ingress includes one)."""
-    for route in routes:
-        inner = getattr(route, "original_router", None) or route
-        if hasattr(inner, "path_regex"):
-            yield inner
-        elif hasattr(inner, "routes"):
-            yield from iter_routes(inner.routes)
-
-
-def route_role(scope: dict[str, Any]) -> str | None:
-    """The role the route matching ``scope`` needs; None when no route matches."""
-    path, method = scope["path"], scope["method"]
-    for route in iter_routes(app.routes):  # this module's app: routes keep paths and names
-        regex = getattr(route, "path_regex", None)
-        if regex is None or not regex.match(path):
+def route_role(method: str, path: str) -> tuple[Route | None, dict[str, str], str | None]:
+    """The route matching a request, its path parameters and its role (None: no route)."""
+    if path in DOC_PATHS and method in ("GET", "HEAD"):
+        return None, {}, PUBLIC
+    for route, regex in _COMPILED:
+        if route.method != method and not (method == "HEAD" and route.method == "GET"):
             continue
-        methods = getattr(route, "methods", None) or set()
-        if method not in methods and not (method == "HEAD" and "GET" in methods):
-            continue
-        name = getattr(route, "name", "")
-        if name in DOC_ROUTES:
-            return PUBLIC
-        return ROUTE_ROLES.get(name, "admin")  # a route without a declared role: admin
-    return None
+        match = regex.match(path)
+        if match is not None:
+            return route, match.groupdict(), route.role
+    return None, {}, None
 
 
-async def send_json(
-    send: Any, status: int, body: Any, headers: dict[str, str] | None = None
-) -> None:
-    data = body if isinstance(body, bytes) else orjson.dumps(body)
-    raw_headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(data)).encode()),
-    ]
-    if headers:
-        raw_headers += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-    await send({"type": "http.response.body", "body": data})
-
-
-class FastPath:
-    """ASGI middleware in front of FastAPI: access control for every route, and prediction
-    requests answered without FastAPI's routing and dependency layers.
-
-    On a 2-core box those layers cost about a sixth of a replica's time per request. The
-    prediction routes are still declared on the FastAPI app: they appear in the OpenAPI
-    document and answer the same way when a request reaches them.
-    """
-
-    def __init__(self, app: Any):
-        self.app = app
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and _SERVER:
-            server = _SERVER[0]
-            if scope["method"] == "POST":
-                match = _HOT_ROUTE.search(scope["path"])
-                if match is not None:
-                    await server.answer(match, scope, receive, send)
-                    return
-            role = route_role(scope)
-            if role is None:  # fail closed: nothing unmatched reaches FastAPI
-                await send_json(send, 404, {"error": f"no route {scope['method']} {scope['path']}"})
-                return
-            if role != PUBLIC:
-                try:
-                    server.authorize(scope["headers"], role)
-                except HttpError as exc:
-                    await send_json(send, exc.status, exc.body, exc.headers)
-                    return
-        await self.app(scope, receive, send)
-
-
-app.add_middleware(FastPath)
-
-
-@app.exception_handler(HttpError)
-async def _http_error(request: Request, exc: HttpError) -> Response:
-    return _json(exc.body, exc.status, exc.headers)
-
-
-@app.exception_handler(RequestInvalid)
-async def _request_invalid(request: Request, exc: RequestInvalid) -> Response:
-    assert _SERVER
-    return _json(_SERVER[0]._invalid(exc), 422)
-
-
-# Ray Serve pickles the decorated class by value, with the globals it uses at this point:
-# everything it needs is defined above, and it reaches this module's shared state through
-# the real module (see ``__init__``).
-@serve.deployment(name=DEPLOYMENT)
-@serve.ingress(app)
 class ModelServer:
-    """One replica: API key check, schema validation, batching and ONNX Runtime."""
+    """One replica: API key check, schema validation, batching and ONNX Runtime.
+
+    Ray Serve hands every request to ``__call__`` (its plain HTTP path, no ASGI framework in
+    between): prediction routes are answered there directly; the other routes go to a
+    FastAPI app built from ``ROUTES``, which also serves the OpenAPI document.
+    """
 
     def __init__(self, args: dict[str, Any]):
         settings = AppArgs.model_validate(args)
@@ -254,9 +188,9 @@ class ModelServer:
         self.predictor.run(self._warmup_feeds())
         self._started = time.time()
         self._active = 0  # prediction requests in this replica right now
-        importlib.import_module(__name__)._SERVER[:] = [self]
+        self.app = self._fastapi()
         self._openapi = self._openapi_document()
-        app.openapi = lambda: self._openapi  # type: ignore[method-assign]
+        self.app.openapi = lambda: self._openapi  # type: ignore[method-assign]
         logger.info(
             "serving %s v%s (%s) with %d API key(s)",
             self.model_name,
@@ -318,31 +252,82 @@ class ModelServer:
         except orjson.JSONDecodeError as exc:
             raise HttpError(400, {"error": f"the body is not valid JSON: {exc}"}) from None
 
-    async def answer(
-        self, match: re.Match[str], scope: dict[str, Any], receive: Any, send: Any
-    ) -> None:
-        """Answer a prediction request straight from ASGI (see ``FastPath``)."""
-        headers: list[tuple[bytes, bytes]] = scope["headers"]
+    async def __call__(self, request: Request) -> Response:
+        scope = request.scope
+        route, params, role = route_role(scope["method"], scope["path"])
         extra: dict[str, str] | None = None
-        self._active += 1
         try:
-            self.authorize(headers, "predict")
-            raw = await self._read(scope, receive)
-            if match.group("name") is not None:
-                status, body = 200, await self.predict_body(headers, match.group("name"), raw)
-            else:
-                status, body = (
-                    200,
-                    await self.infer_body(match.group("v2name"), match.group("version"), raw),
-                )
+            if role is None:
+                raise HttpError(404, {"error": f"no route {scope['method']} {scope['path']}"})
+            if role != PUBLIC:
+                self.authorize(scope["headers"], role)
+            if route is None or route.handler not in _HOT:
+                return await self._forward(request)
+            raw = await self._read(scope, request.receive)
+            self._active += 1
+            try:
+                if route.handler == "predict":
+                    body = await self.predict_body(scope["headers"], params["name"], raw)
+                else:
+                    body = await self.infer_body(params["name"], params.get("version"), raw)
+            finally:
+                self._active -= 1
+            status = 200
         except HttpError as exc:
             status, extra = exc.status, exc.headers
             body = orjson.dumps(exc.body)
         except RequestInvalid as exc:
             status, body = 422, orjson.dumps(self._invalid(exc))
-        finally:
-            self._active -= 1
-        await send_json(send, status, body, extra)
+        return Response(body, status, extra, media_type="application/json")
+
+    async def _forward(self, request: Request) -> Response:
+        """Answer a non-prediction route with the FastAPI app."""
+        messages: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            messages.append(message)
+
+        await self.app(request.scope, request.receive, send)
+        start = messages[0]
+        headers = {
+            k.decode("latin-1"): v.decode("latin-1")
+            for k, v in start.get("headers", [])
+            if k.lower() != b"content-length"
+        }
+        body = b"".join(m.get("body", b"") for m in messages[1:])
+        return Response(body, start["status"], headers)
+
+    def _fastapi(self) -> FastAPI:
+        app = FastAPI(
+            title=f"{self.model_name} model server",
+            description=f"Predictions from {self.model_name} v{self.version}; requests are "
+            "checked against its data schema. Send the API key in the "
+            f"`{self.security.header}` header.",
+            version=str(self.version),
+        )
+        for route in ROUTES:
+            app.add_api_route(
+                route.path,
+                getattr(self, route.handler),
+                methods=[route.method],
+                name=route.handler,
+                tags=[route.tag],
+                description="Public: no API key needed."
+                if route.role == PUBLIC
+                else f"Needs an API key with the role `{route.role}`.",
+            )
+
+        async def http_error(request: Request, exc: Exception) -> Response:
+            assert isinstance(exc, HttpError)
+            return _json(exc.body, exc.status, exc.headers)
+
+        async def request_invalid(request: Request, exc: Exception) -> Response:
+            assert isinstance(exc, RequestInvalid)
+            return _json(self._invalid(exc), 422)
+
+        app.add_exception_handler(HttpError, http_error)
+        app.add_exception_handler(RequestInvalid, request_invalid)
+        return app
 
     def _invalid(self, exc: RequestInvalid) -> dict[str, Any]:
         return {
@@ -395,35 +380,23 @@ class ModelServer:
         return feeds
 
     # -- routes: health ------------------------------------------------------------------
-    @app.get("/healthz", tags=["health"])
-    @requires(PUBLIC)
     async def healthz(self, request: Request) -> Response:
         return _json({"status": "ok"})
 
-    @app.get("/readyz", tags=["health"])
-    @requires(PUBLIC)
     async def readyz(self, request: Request) -> Response:
         return _json({"ready": True, "model": self.model_name, "version": self.version})
 
-    @app.get("/v2/health/live", tags=["open inference protocol"])
-    @requires(PUBLIC)
     async def v2_live(self, request: Request) -> Response:
         return _json({"live": True})
 
-    @app.get("/v2/health/ready", tags=["open inference protocol"])
-    @requires(PUBLIC)
     async def v2_ready(self, request: Request) -> Response:
         return _json({"ready": True})
 
-    @app.get("/v2/models/{name}/ready", tags=["open inference protocol"])
-    @requires(PUBLIC)
     async def v2_model_ready(self, request: Request, name: str) -> Response:
         self._check_name(name)
         return _json({"name": name, "ready": True})
 
     # -- routes: metadata ----------------------------------------------------------------
-    @app.get("/v1/models", tags=["models"])
-    @requires("predict")
     async def list_models(self, request: Request) -> Response:
         served = {
             "name": self.model_name,
@@ -437,19 +410,13 @@ class ModelServer:
         }
         return _json({"models": [served], "aliases": self.registry.aliases(self.model_name)})
 
-    @app.get("/v2", tags=["open inference protocol"])
-    @requires("predict")
     async def v2_server(self, request: Request) -> Response:
         return _json({"name": "framework", "version": "1", "extensions": []})
 
-    @app.get("/v2/models/{name}", tags=["open inference protocol"])
-    @requires("predict")
     async def v2_model(self, request: Request, name: str) -> Response:
         self._check_name(name)
         return _json(self._v2_metadata())
 
-    @app.get("/v2/models/{name}/versions/{version}", tags=["open inference protocol"])
-    @requires("predict")
     async def v2_model_version(self, request: Request, name: str, version: str) -> Response:
         self._check_name(name, version)
         return _json(self._v2_metadata())
@@ -495,24 +462,16 @@ class ModelServer:
         return "BYTES"
 
     # -- routes: prediction --------------------------------------------------------------
-    # FastPath answers these before FastAPI sees them; the routes document them in OpenAPI
-    # and answer identically when the app runs without the middleware.
-    @app.post(
-        "/v1/models/{name}/predict", tags=["models"], openapi_extra={"x-framework": "predict"}
-    )
-    @requires("predict")
+    # ``__call__`` answers these itself; through the FastAPI app (OpenAPI, tests) they answer
+    # the same way.
     async def predict(self, request: Request, name: str) -> Response:
         body = await self.predict_body(request.scope["headers"], name, await request.body())
         return Response(body, media_type="application/json")
 
-    @app.post("/v2/models/{name}/infer", tags=["open inference protocol"])
-    @requires("predict")
     async def v2_infer(self, request: Request, name: str) -> Response:
         body = await self.infer_body(name, None, await request.body())
         return Response(body, media_type="application/json")
 
-    @app.post("/v2/models/{name}/versions/{version}/infer", tags=["open inference protocol"])
-    @requires("predict")
     async def v2_infer_version(self, request: Request, name: str, version: str) -> Response:
         body = await self.infer_body(name, version, await request.body())
         return Response(body, media_type="application/json")
@@ -610,8 +569,6 @@ class ModelServer:
         )
 
     # -- routes: admin -------------------------------------------------------------------
-    @app.get("/v1/admin/config", tags=["admin"])
-    @requires("admin")
     async def admin_config(self, request: Request) -> Response:
         return _json(
             {
@@ -632,6 +589,7 @@ class ModelServer:
 
     # -- OpenAPI -------------------------------------------------------------------------
     def _openapi_document(self) -> dict[str, Any]:
+        app = self.app
         doc = get_openapi(
             title=app.title, version=app.version, description=app.description, routes=app.routes
         )
@@ -654,18 +612,9 @@ class ModelServer:
         doc["components"]["securitySchemes"] = {
             "ApiKey": {"type": "apiKey", "in": "header", "name": self.security.header}
         }
-        for route in iter_routes(app.routes):
-            role = ROUTE_ROLES.get(getattr(route, "name", ""))
-            operations = doc.get("paths", {}).get(getattr(route, "path", ""), {})
-            for method in getattr(route, "methods", ()):
-                operation = operations.get(method.lower())
-                if operation is None or role is None:
-                    continue
-                if role == PUBLIC:
-                    operation["description"] = "Public: no API key needed."
-                else:
-                    operation["security"] = [{"ApiKey": []}]
-                    operation["description"] = f"Needs an API key with the role `{role}`."
+        for route in ROUTES:
+            if route.role != PUBLIC:
+                doc["paths"][route.path][route.method.lower()]["security"] = [{"ApiKey": []}]
         predict_path = "/v1/models/{name}/predict"
         operation = doc["paths"][predict_path]["post"]
         operation["requestBody"] = {
@@ -705,7 +654,7 @@ def build_app(args: dict[str, Any]) -> Application:
     """Application builder (``import_path: framework.serving.app:build_app``)."""
     settings = AppArgs.model_validate(args)
     options = deployment_options(settings.serve)
-    deployment = ModelServer.options(**options)
+    deployment = serve.deployment(name=DEPLOYMENT)(ModelServer).options(**options)
     from ray.serve.config import BackpressureConfig
 
     deployment = deployment.options(

@@ -111,19 +111,24 @@ def test_the_ray_serve_config_file_mirrors_the_config(tmp_path: Path) -> None:
 
 
 def test_every_route_declares_a_role() -> None:
-    from framework.serving.app import DOC_ROUTES, PUBLIC, ROUTE_ROLES, app, iter_routes, route_role
+    from framework.serving.app import PUBLIC, ROUTES, ModelServer, route_role
 
-    names = {route.name for route in iter_routes(app.routes)}
-    assert len(names) > 10
-    assert names - DOC_ROUTES <= set(ROUTE_ROLES)
+    assert len(ROUTES) > 10
+    for route in ROUTES:
+        assert route.role in ("public", "predict", "admin", "feedback")
+        assert callable(getattr(ModelServer, route.handler))
 
     def role(method: str, path: str) -> str | None:
-        return route_role({"type": "http", "method": method, "path": path})
+        return route_role(method, path)[2]
 
     assert role("POST", "/v1/models/churn/predict") == "predict"
-    assert role("POST", "/v2/models/churn/versions/3/infer") == "predict"
+    assert route_role("POST", "/v2/models/churn/versions/3/infer")[1] == {
+        "name": "churn",
+        "version": "3",
+    }
     assert role("GET", "/v1/admin/config") == "admin"
     assert role("GET", "/healthz") == PUBLIC and role("GET", "/docs") == PUBLIC
-    assert role("GET", "/v2/health/ready") == PUBLIC
+    assert role("HEAD", "/v2/health/ready") == PUBLIC
     assert role("GET", "/nowhere") is None
     assert role("DELETE", "/v1/models") is None
+    assert role("GET", "/v1/models/churn/predict") is None
