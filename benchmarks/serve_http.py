@@ -342,6 +342,7 @@ def start_mlserver(work: Path, model_path: Path, port: int) -> Any:
                 "metrics_endpoint": None,
                 "parallel_workers": 0,
                 "debug": False,
+                "gzip_enabled": False,
             }
         )
     )

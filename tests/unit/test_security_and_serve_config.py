@@ -132,3 +132,30 @@ def test_every_route_declares_a_role() -> None:
     assert role("GET", "/nowhere") is None
     assert role("DELETE", "/v1/models") is None
     assert role("GET", "/v1/models/churn/predict") is None
+
+
+def test_serving_refuses_early_without_keys_or_with_a_changed_model(tmp_path: Path) -> None:
+    from framework.errors import RegistryError
+    from framework.serving.deploy import check_servable
+    from framework.store.registry import ModelRegistry
+
+    store = tmp_path / "registry"
+    version = ModelRegistry(store).register(
+        "breast_cancer", {"model.onnx": b"onnx bytes"}, {"signature": {}}, alias="champion"
+    )
+    keys = tmp_path / "none.json"
+    cfg = load_config([f"store.path={store}", f"security.keys_file={keys}", "security.keys_env=X"])
+    with pytest.raises(ConfigError) as info:
+        check_servable(cfg)
+    assert "no API key is configured" in str(info.value) and "task=api_key" in str(info.value)
+
+    off = load_config([f"store.path={store}", "security.auth=off"])
+    assert check_servable(off).version == 1
+
+    version.file("model.onnx").write_bytes(b"changed")
+    with pytest.raises(RegistryError, match=r"sha256 of model\.onnx"):
+        check_servable(off)
+    with pytest.raises(RegistryError, match="no alias 'canary'"):
+        check_servable(
+            load_config([f"store.path={store}", "security.auth=off", "serve.alias=canary"])
+        )
