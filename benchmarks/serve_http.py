@@ -17,7 +17,6 @@ with a logistic regression (scaler + model, 30 float features), ONNX Runtime on 
 Needs wrk (Debian: apt-get install wrk).
 """
 
-
 import argparse
 import json
 import os

@@ -83,7 +83,7 @@ ROUTES: tuple[Route, ...] = (
         "/v2/models/{name}/versions/{version}",
         "v2_model_version",
         "predict",
-        "open inference protocol",
+        "v2",
     ),
     Route("POST", "/v1/models/{name}/predict", "predict", "predict", "models"),
     Route("POST", "/v2/models/{name}/infer", "v2_infer", "predict", "v2"),
@@ -92,7 +92,7 @@ ROUTES: tuple[Route, ...] = (
         "/v2/models/{name}/versions/{version}/infer",
         "v2_infer_version",
         "predict",
-        "open inference protocol",
+        "v2",
     ),
     Route("GET", "/v1/admin/config", "admin_config", "admin", "admin"),
 )

@@ -106,10 +106,14 @@ BAD = [
         ["data.checks.range=ignore"],
         "data.checks.range: got 'ignore'; expected one of: fail, drop, repair",
     ),
-    (["task=serve"], "task: got 'serve'; expected one of: train, registry"),
+    (
+        ["task=score"],
+        "task: got 'score'; expected one of: train, registry, serve, build_serve_config, api_key",
+    ),
     (
         ["+trian.seed=1"],
-        "trian: unknown key; valid keys here: data, model, ray, store, task, train, tune, version; "
+        "trian: unknown key; valid keys here: data, model, ray, security, serve, store, task, "
+        "train, tune, version; "
         "did you mean 'train'?",
     ),
     (["data.noise.missing_rate=1.5"], "data.noise.missing_rate: got 1.5; expected a number < 1"),
