@@ -105,7 +105,7 @@ def example_row(version: ModelVersion) -> dict[str, Any]:
             row[column] = bool(row[column])
     for column in signature["categorical"]:
         stats = features.get(column, {})
-        top = stats.get("top") or stats.get("frequencies") or {}
+        top = stats.get("frequencies") or {}  # commonest first
         categories = version.manifest["schema"][column].get("categories") or []
         row[column] = next(iter(top), categories[0] if categories else "")
     return row

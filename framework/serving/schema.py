@@ -64,6 +64,20 @@ class RequestInvalid(Exception):
         self.problems = problems
 
 
+def _same_rows(index: int, n: int, rows: int | None, problems: list[Problem]) -> bool:
+    """Whether tensor ``index`` has as many rows as those before it; if not, say so."""
+    if rows is None or n == rows:
+        return True
+    problems.append(
+        Problem(
+            ("body", "inputs", index, "shape"),
+            f"has {n} rows but another input has {rows}",
+            "value_error",
+        )
+    )
+    return False
+
+
 def _field_type(spec: ColumnSpec) -> Any:
     if spec.dtype == "float":
         kwargs: dict[str, Any] = {"strict": True, "allow_inf_nan": False}
@@ -143,7 +157,7 @@ class RequestSchema:
         self._defaults = dict.fromkeys(self.features)
 
     # -- JSON records -----------------------------------------------------------------
-    def records_to_feeds(self, records: Any, raw: bytes | None = None) -> Feeds:
+    def records_to_feeds(self, records: Any, raw: bytes) -> Feeds:
         """Feeds for a list of JSON objects (one per row); raise RequestInvalid if any is bad.
 
         ``raw`` is the request body the records were parsed from: JSON ``true``/``false``
@@ -152,9 +166,7 @@ class RequestSchema:
         """
         if not isinstance(records, list) or not all(type(r) is dict for r in records):
             return self._careful(records)
-        if raw is not None and (b"true" in raw or b"false" in raw) and not self._bool_columns:
-            return self._careful(records)
-        if self._bool_columns:
+        if self._bool_columns or b"true" in raw or b"false" in raw:
             return self._careful(records)
         keys = set().union(*records) if records else set()
         if not keys <= self._allowed:
@@ -220,9 +232,8 @@ class RequestSchema:
         missing = np.isnan(array)
         if missing.any() and (missing & ~self._numeric_nullable).any():
             return None
-        with np.errstate(invalid="ignore"):
-            if np.isinf(array).any() or (array < self._low).any() or (array > self._high).any():
-                return None
+        if not self._in_bounds(array):
+            return None
         for i in self._int_columns:
             if not all(type(row[i]) is int or row[i] is None for row in values):
                 return None
@@ -336,14 +347,7 @@ class RequestSchema:
             data, n = self._tensor_data(index, tensor, width, max_rows, problems)
             if data is None:
                 continue
-            if rows is not None and n != rows:
-                problems.append(
-                    Problem(
-                        ("body", "inputs", index, "shape"),
-                        f"has {n} rows but another input has {rows}",
-                        "value_error",
-                    )
-                )
+            if not _same_rows(index, n, rows, problems):
                 continue
             rows = n
             if name == NUMERIC_INPUT and not strict:
@@ -371,9 +375,14 @@ class RequestSchema:
         if array.dtype.kind not in "fi":
             return None
         array = array.reshape(rows, len(self.numeric)).astype(np.float64, copy=False)
-        if np.isinf(array).any() or (array < self._low).any() or (array > self._high).any():
-            return None
-        return array.astype(np.float32)
+        return array.astype(np.float32) if self._in_bounds(array) else None
+
+    def _in_bounds(self, array: np.ndarray) -> bool:
+        """Every value finite (or missing, nan) and within its column's declared range."""
+        with np.errstate(invalid="ignore"):
+            return not (
+                np.isinf(array).any() or (array < self._low).any() or (array > self._high).any()
+            )
 
     def _column_tensors(
         self, named: dict[str, tuple[int, dict[str, Any]]], max_rows: int, strict: bool
@@ -400,14 +409,7 @@ class RequestSchema:
             data, n = self._tensor_data(index, tensor, 1, max_rows, problems)
             if data is None:
                 continue
-            if rows is not None and n != rows:
-                problems.append(
-                    Problem(
-                        ("body", "inputs", index, "shape"),
-                        f"has {n} rows but another input has {rows}",
-                        "value_error",
-                    )
-                )
+            if not _same_rows(index, n, rows, problems):
                 continue
             rows = n
             columns[name] = data
