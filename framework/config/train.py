@@ -21,6 +21,29 @@ class ParityConfig(StrictModel):
     rtol: float = Field(1e-4, ge=0, description="Relative tolerance for regression values.")
 
 
+class DistributedConfig(StrictModel):
+    """How torch models train on Ray Train (``TorchTrainer``)."""
+
+    workers: PositiveInt = Field(1, description="Ray Train workers (data-parallel).")
+    cpus_per_worker: PositiveFloat = Field(1.0, description="CPUs reserved per worker.")
+    device: Literal["cpu", "cuda", "auto"] = Field(
+        "cpu", description="cpu, cuda (a GPU per worker), or auto (cuda when Ray has GPUs)."
+    )
+    storage_path: str = Field(
+        "train_runs",
+        description="Where Ray Train writes checkpoints (shared storage on a cluster).",
+    )
+    run_name: str | None = Field(
+        None,
+        description="Ray Train run name; default: derived from data and model config, so "
+        "rerunning an interrupted run resumes from its last checkpoint.",
+    )
+    resume: bool = Field(True, description="Resume a run of the same name from its checkpoint.")
+    max_failures: int = Field(
+        0, ge=-1, description="Worker failures Ray Train recovers from (-1: no limit)."
+    )
+
+
 class TrainConfig(StrictModel):
     """How a model is trained, exported and registered."""
 
@@ -30,6 +53,7 @@ class TrainConfig(StrictModel):
     latency_runs: PositiveInt = Field(200, description="Single-row predictions timed.")
     parity: ParityConfig = Field(default_factory=ParityConfig)
     dry_run: bool = Field(False, description="Train, evaluate and check, but do not register.")
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     alias: Literal["auto", "champion", "challenger", "none"] = Field(
         "auto",
         description="Alias for the new version; auto: champion if none exists, else challenger.",

@@ -106,9 +106,12 @@ def export_pipeline(
     from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
     register_converters()
+    estimator = pipeline.steps[-1][1]
+    hook = getattr(type(estimator), "register_onnx_converter", None)
+    if hook is not None:  # a plugin's own estimator brings its own converter
+        hook()
     initial_types: list[tuple[str, Any]] = [(c, FloatTensorType([None, 1])) for c in numeric]
     initial_types += [(c, StringTensorType([None, 1])) for c in categorical]
-    estimator = pipeline.steps[-1][1]
     options = {id(estimator): {"zipmap": False}} if task == "classification" else None
     model = convert_sklearn(
         pipeline, initial_types=initial_types, options=options, target_opset=OPSET

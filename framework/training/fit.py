@@ -33,9 +33,19 @@ def fit_pipeline(
     y: pd.Series,
     weights: np.ndarray | None,
     on_epoch: Callable[[int, Pipeline], None] | None = None,
+    validation: tuple[pd.DataFrame, pd.Series] | None = None,
 ) -> Pipeline:
-    """Fit the preprocessing, then the model epoch by epoch; call ``on_epoch`` after each."""
+    """Fit the preprocessing, then the model epoch by epoch; call ``on_epoch`` after each.
+
+    ``validation`` rows, run through the fitted preprocessing, are handed to estimators that
+    stop early on them (as ``validation_data``).
+    """
     Xt = pipeline[:-1].fit_transform(X, y)
+    if validation is not None and len(validation[0]):
+        pipeline.steps[-1][1].validation_data = (
+            pipeline[:-1].transform(validation[0]),
+            validation[1],
+        )
     for epoch in plugin.fit_epochs(pipeline.steps[-1][1], Xt, y, weights):
         if on_epoch is not None:
             on_epoch(epoch, pipeline)
@@ -60,6 +70,7 @@ class FitInputs:
     X: pd.DataFrame
     y: pd.Series
     weights: np.ndarray | None
+    validation: tuple[pd.DataFrame, pd.Series] | None = None
 
 
 def fit_inputs(cfg: RootConfig, prepared: PreparedData, stages: Stages | None = None) -> FitInputs:
@@ -75,11 +86,20 @@ def fit_inputs(cfg: RootConfig, prepared: PreparedData, stages: Stages | None = 
 
         weights = compute_sample_weight("balanced", train_frame[data.target])
     plugin = registry.models.get(cfg.model.type).impl(cfg.model)
+    if plugin.distributed:
+        plugin.distributed_config = cfg.train.distributed  # type: ignore[attr-defined]
     pipeline = build_pipeline(
         data, plugin.estimator(cfg.train.seed), scale=not plugin.scale_invariant
     )
     X = model_input(train_frame, data.numeric_features, data.categorical_features)
-    return FitInputs(plugin, pipeline, X, train_frame[data.target], weights)
+    validation = None
+    if plugin.distributed and len(prepared.splits.validation):
+        frame = prepared.splits.validation
+        validation = (
+            model_input(frame, data.numeric_features, data.categorical_features),
+            frame[data.target],
+        )
+    return FitInputs(plugin, pipeline, X, train_frame[data.target], weights, validation)
 
 
 def prepare(cfg: RootConfig, stages: Stages, output_dir: Path) -> PreparedData:

@@ -71,20 +71,36 @@ def train(
     dataset, parts, task = prepared.dataset, prepared.splits, prepared.task
     numeric, categorical = data.numeric_features, data.categorical_features
     inputs_ = fit_inputs(cfg, prepared, stages)
-    with stages.stage(f"fit {cfg.model.type} in a Ray task"):
+    distributed = inputs_.plugin.distributed
+    where = (
+        f"on Ray Train ({cfg.train.distributed.workers} worker(s))"
+        if distributed
+        else "in a Ray task"
+    )
+    with stages.stage(f"fit {cfg.model.type} {where}"):
         started = time.perf_counter()
-        fit = ray.remote(fit_pipeline).options(
-            num_cpus=cfg.train.num_cpus, name=f"fit:{cfg.model.type}"
-        )
-        pipeline = ray.get(
-            fit.remote(
+        if distributed:  # the estimator starts its own Ray Train workers
+            pipeline = fit_pipeline(
                 inputs_.plugin,
                 inputs_.pipeline,
-                ray.put(inputs_.X),
-                ray.put(inputs_.y),
+                inputs_.X,
+                inputs_.y,
                 inputs_.weights,
+                validation=inputs_.validation,
             )
-        )
+        else:
+            fit = ray.remote(fit_pipeline).options(
+                num_cpus=cfg.train.num_cpus, name=f"fit:{cfg.model.type}"
+            )
+            pipeline = ray.get(
+                fit.remote(
+                    inputs_.plugin,
+                    inputs_.pipeline,
+                    ray.put(inputs_.X),
+                    ray.put(inputs_.y),
+                    inputs_.weights,
+                )
+            )
         fit_seconds = time.perf_counter() - started
 
     def inputs(frame: pd.DataFrame) -> pd.DataFrame:

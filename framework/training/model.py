@@ -21,6 +21,9 @@ class ModelPlugin:
     #: Tree models split on thresholds and gain nothing from scaling; skipping it also keeps
     #: float32 (ONNX) and float64 (scikit-learn) arithmetic from flipping a split.
     scale_invariant: ClassVar[bool] = False
+    #: The estimator distributes its own fit (e.g. on Ray Train): the framework calls it from
+    #: the driver rather than inside a Ray task, and hands it ``distributed_config``.
+    distributed: ClassVar[bool] = False
 
     def __init__(self, config: ModelConfig):
         self.config = config
