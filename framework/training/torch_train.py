@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,8 @@ class NetSpec:
     epochs: int = 20
     patience: int | None = 5
     seed: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: Fault injection for recovery tests: raise after this epoch unless resuming.
+    fail_after_epoch: int | None = None
 
 
 @dataclass
@@ -58,7 +59,7 @@ def run_name(spec: NetSpec, X: np.ndarray, y: np.ndarray, prefix: str) -> str:
     digest = hashlib.sha256()
     digest.update(np.ascontiguousarray(X).tobytes())
     digest.update(np.ascontiguousarray(y).tobytes())
-    settings = {k: v for k, v in spec.__dict__.items() if k != "build"}
+    settings = {k: v for k, v in spec.__dict__.items() if k not in ("build", "fail_after_epoch")}
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
     digest.update(repr(spec.build).encode())
     return f"{prefix}-{digest.hexdigest()[:12]}"
@@ -189,7 +190,6 @@ def _train_loop(config: dict[str, Any]) -> None:  # runs on every Ray Train work
             "state": state["best_model"],
             "waited": state["waited"],
         }
-    crash_at = os.environ.get("FRAMEWORK_TEST_CRASH_AT_EPOCH")
     generator = torch.Generator().manual_seed(spec.seed)
     for epoch in range(start, spec.epochs):
         net.train()
@@ -212,8 +212,6 @@ def _train_loop(config: dict[str, Any]) -> None:  # runs on every Ray Train work
         else:
             best["waited"] += 1
         stop = spec.patience is not None and best["waited"] >= spec.patience
-        if crash_at is not None and int(crash_at) == epoch and checkpoint is None:
-            raise RuntimeError(f"simulated crash after epoch {epoch}")
         with tempfile.TemporaryDirectory() as folder:
             saved = None
             if rank == 0:
@@ -234,6 +232,8 @@ def _train_loop(config: dict[str, Any]) -> None:  # runs on every Ray Train work
             ray.train.report(
                 {"epoch": epoch, "train_loss": train_loss, "val_loss": watched}, checkpoint=saved
             )
+        if spec.fail_after_epoch == epoch and checkpoint is None:
+            raise RuntimeError(f"injected failure after epoch {epoch}")
         if stop:
             break
 
