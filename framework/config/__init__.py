@@ -17,6 +17,7 @@ from framework.config.base import PluginConfig, StrictModel, plugin_union
 from framework.config.data import ColumnSpec, DataConfig, SourceConfig
 from framework.config.errors import problems_of
 from framework.config.model import ModelConfig
+from framework.config.optimize import OptimizeConfig
 from framework.config.ray import RayConfig
 from framework.config.security import SecurityConfig
 from framework.config.serve import ServeConfig
@@ -58,6 +59,7 @@ class RootConfig(StrictModel):
     ray: RayConfig = Field(default_factory=RayConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
+    optimize: OptimizeConfig = Field(default_factory=OptimizeConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
 

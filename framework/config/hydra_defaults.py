@@ -12,6 +12,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 
 from framework.config.data import DataConfig
+from framework.config.optimize import OptimizeConfig
 from framework.config.ray import RayConfig
 from framework.config.security import SecurityConfig
 from framework.config.serve import ServeConfig
@@ -38,6 +39,7 @@ def defaults_node() -> dict[str, Any]:
         "ray": RayConfig().model_dump(mode="json"),
         "store": StoreConfig().model_dump(mode="json"),
         "tune": TuneConfig().model_dump(mode="json"),
+        "optimize": OptimizeConfig().model_dump(mode="json"),
         "serve": ServeConfig().model_dump(mode="json"),
         "security": SecurityConfig().model_dump(mode="json"),
     }

@@ -134,6 +134,28 @@ def train(
         latency = single_row_latency(
             predictor, parts.test[numeric + categorical], cfg.train.latency_runs
         )
+    optimization = None
+    if cfg.optimize.enabled:
+        from framework.optimize import optimize_model, print_optimization, refusal
+
+        with stages.stage("optimize: prune and quantize, measured against the float model"):
+            optimization = optimize_model(
+                cfg.optimize,
+                pipeline,
+                exported,
+                inputs(parts.train),
+                parts.train[data.target],
+                X_test,
+                parts.test[data.target],
+                cfg.train.seed,
+            )
+            (output_dir / "optimization.json").write_text(
+                json.dumps(optimization.to_dict_summary(), indent=2)
+            )
+        print_optimization(stages.console, optimization)
+        refused = refusal(optimization)
+        if refused is not None:
+            raise refused
     result = TrainResult(
         report=dataset.report,
         noise=dataset.noise,
@@ -157,7 +179,9 @@ def train(
         name = cfg.model_name
         alias = _alias_for(cfg.train.alias, store.aliases(name))
         files = {
-            "model.onnx": exported.onnx_bytes,
+            "model.onnx": exported.onnx_bytes
+            if optimization is None
+            else optimization.chosen.onnx_bytes,
             "profile.json": json.dumps(
                 reference_profile(parts.train, data, task), indent=2
             ).encode(),
@@ -167,6 +191,9 @@ def train(
             ).encode(),
         }
         manifest = _manifest(cfg, result, store.aliases(name).get("champion"))
+        if optimization is not None:
+            files["parent.onnx"] = exported.onnx_bytes  # the float parent, kept for audit
+            manifest["optimization"] = optimization.to_dict_summary()
         files["model_card.md"] = model_card(cfg, result, manifest).encode()
         result.version = store.register(name, files, manifest, alias=alias)
         result.alias = alias
