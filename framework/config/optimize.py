@@ -34,7 +34,9 @@ class QuantizationConfig(StrictModel):
     """Quantization of the exported ONNX graph (ONNX Runtime's quantizers)."""
 
     method: Literal["none", "dynamic_int8", "static_int8", "float16"] = Field(
-        "none", description="dynamic_int8, static_int8 (calibrated), or float16."
+        "none",
+        description="dynamic_int8, static_int8 (calibrated), or float16 (dense weights stored "
+        "as float16: a smaller file, float32 compute on CPU).",
     )
     per_channel: bool = Field(False, description="Per-channel weight scales.")
     calibration_rows: PositiveInt = Field(

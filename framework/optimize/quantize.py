@@ -88,7 +88,7 @@ def _static(
         raise ValueError("static_int8 needs calibration rows")
     with tempfile.TemporaryDirectory() as folder:
         source, target = Path(folder) / "in.onnx", Path(folder) / "out.onnx"
-        source.write_bytes(model)
+        source.write_bytes(_typed(model, calibration[0]))
         quantize_static(
             source,
             target,
@@ -103,14 +103,71 @@ def _static(
         return target.read_bytes()
 
 
-def _float16(model: bytes) -> bytes:
-    from onnxruntime.transformers.float16 import convert_float_to_float16
+def _typed(model: bytes, feeds: dict[str, np.ndarray]) -> bytes:
+    """``model`` with the element type of every intermediate tensor recorded.
+
+    Shape inference cannot see through ai.onnx.ml operators, and the static quantizer skips
+    (or fails on) tensors it cannot type; one run with every tensor exposed tells their types.
+    """
+    import onnxruntime as ort
+    from onnx import helper
 
     proto = onnx.load_from_string(model)
-    # ai.onnx.ml operators (imputer, scaler, encoders, trees) have no float16 kernels.
-    blocked = [n.name for n in proto.graph.node if n.domain not in ("", "ai.onnx")]
-    blocked_ops = sorted({n.op_type for n in proto.graph.node if n.domain not in ("", "ai.onnx")})
-    converted = convert_float_to_float16(
-        proto, keep_io_types=True, node_block_list=blocked, op_block_list=blocked_ops
-    )
-    return converted.SerializeToString()
+    known = {v.name for v in (*proto.graph.input, *proto.graph.output, *proto.graph.value_info)}
+    names = [o for node in proto.graph.node for o in node.output if o and o not in known]
+    if not names:
+        return model
+    probe = onnx.load_from_string(model)
+    probe.graph.output.extend(helper.make_empty_tensor_value_info(n) for n in names)
+    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    for name, value in zip(names, session.run(names, feeds), strict=True):
+        array = np.asarray(value)
+        if array.dtype == object:
+            elem = onnx.TensorProto.STRING
+        else:
+            elem = helper.np_dtype_to_tensor_dtype(array.dtype)
+        proto.graph.value_info.append(helper.make_tensor_value_info(name, elem, None))
+    return proto.SerializeToString()
+
+
+def _float16(model: bytes) -> bytes:
+    """Dense-layer weights stored as float16, cast back to float32 when the session loads.
+
+    On CPU, ONNX Runtime has few float16 kernels, and the preprocessing (ai.onnx.ml) has
+    none, so computing in float16 does not help here: the gain is the smaller file. ONNX
+    Runtime folds the casts into float32 constants when it builds the session.
+    """
+    from onnx import helper, numpy_helper
+
+    proto = onnx.load_from_string(model)
+    graph = proto.graph
+    consumers: dict[str, set[str]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, set()).add(node.op_type)
+    kept, casts = [], []
+    for init in graph.initializer:
+        users = consumers.get(init.name, set())
+        if init.data_type != onnx.TensorProto.FLOAT or not users or not users <= set(DENSE_OPS):
+            kept.append(init)
+            continue
+        half = numpy_helper.from_array(
+            numpy_helper.to_array(init).astype(np.float16), f"{init.name}_fp16"
+        )
+        kept.append(half)
+        casts.append(
+            helper.make_node(
+                "Cast",
+                [half.name],
+                [init.name],
+                to=onnx.TensorProto.FLOAT,
+                name=f"{half.name}_cast",
+            )
+        )
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    nodes = casts + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()
