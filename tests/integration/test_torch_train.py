@@ -46,14 +46,20 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path: Path) -> 
     assert set(result.state_dict) == set(build().state_dict())
 
 
-def test_torch_mlp_trains_on_two_workers_and_exports_one_graph(tmp_path: Path) -> None:
+def test_torch_mlp_on_two_workers_pruned_quantized_and_registered(tmp_path: Path) -> None:
     cfg = _config(
         tmp_path,
         _churn_csv(tmp_path, small_frame(rows=400)),
-        {"type": "torch_mlp", "hidden_sizes": [32, 32], "epochs": 6, "patience": 3},
+        {"type": "torch_mlp", "hidden_sizes": [64, 64], "epochs": 6, "patience": 3},
         train={
             "latency_runs": 20,
             "distributed": {"workers": 2, "storage_path": str(tmp_path / "runs")},
+        },
+        optimize={
+            "pruning": {"method": "structured", "sparsity": 0.5, "finetune_epochs": 2},
+            "quantization": {"method": "dynamic_int8"},
+            "gate": {"max_quality_drop": 10.0},
+            "runs": 20,
         },
     )
     result = train(cfg, tmp_path / "run", _stages())
@@ -68,5 +74,36 @@ def test_torch_mlp_trains_on_two_workers_and_exports_one_graph(tmp_path: Path) -
     assert [i.name for i in graph.input] == ["numeric", "categorical"]
     assert [o.name for o in graph.output] == ["label", "probabilities"]
     ops = {node.op_type for node in graph.node}
-    assert {"Gemm", "Softmax", "ArgMax"} <= ops or {"MatMul", "Softmax", "ArgMax"} <= ops
+    assert {"Softmax", "ArgMax"} <= ops
+    assert any("Integer" in op or "Quantize" in op for op in ops), ops  # int8 dense layers
     assert version.manifest["model_type"] == "torch_mlp"
+    # the registered file is the pruned, quantized variant; the float parent is kept beside it
+    optimization = version.manifest["optimization"]
+    assert optimization["chosen"] == "pruned-structured+dynamic_int8"
+    assert [v["name"] for v in optimization["variants"]] == [
+        "pruned-structured",
+        "pruned-structured+dynamic_int8",
+    ]
+    assert version.file("model.onnx").stat().st_size < version.file("parent.onnx").stat().st_size
+    assert optimization["variants"][0]["info"]["hidden_after"] == 64
+    assert (tmp_path / "run" / "optimization.json").is_file()
+    version.verify()
+
+
+def test_the_gate_refuses_a_variant_past_its_limit(tmp_path: Path) -> None:
+    from framework.errors import ModelRefusedError
+    from framework.store.registry import ModelRegistry
+
+    cfg = _config(
+        tmp_path,
+        _churn_csv(tmp_path, small_frame(rows=300)),
+        {"type": "logistic_regression"},
+        optimize={
+            "quantization": {"method": "dynamic_int8"},
+            "gate": {"max_size_mb": 0.0001},
+            "runs": 20,
+        },
+    )
+    with pytest.raises(ModelRefusedError, match=r"optimize\.gate\.max_size_mb: dynamic_int8 is"):
+        train(cfg, tmp_path / "run", _stages())
+    assert ModelRegistry(tmp_path / "registry").versions("churn") == []
