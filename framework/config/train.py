@@ -39,6 +39,9 @@ class DistributedConfig(StrictModel):
         "rerunning an interrupted run resumes from its last checkpoint.",
     )
     resume: bool = Field(True, description="Resume a run of the same name from its checkpoint.")
+    checkpoint_every: PositiveInt = Field(
+        1, description="Epochs between checkpoints (each costs a write to storage_path)."
+    )
     max_failures: int = Field(
         0, ge=-1, description="Worker failures Ray Train recovers from (-1: no limit)."
     )

@@ -23,7 +23,7 @@ def quantize(
     model: bytes, config: QuantizationConfig, calibration: list[dict[str, np.ndarray]]
 ) -> bytes:
     """``model`` quantized as ``config`` says; ``calibration`` feeds are for static int8."""
-    with _quiet():  # the quantizers log every tensor they type at INFO on the root logger
+    with _quiet():  # the quantizers log advice and every tensor they type on the root logger
         if config.method == "dynamic_int8":
             return _dynamic(model, config)
         if config.method == "static_int8":
@@ -37,7 +37,7 @@ def quantize(
 def _quiet() -> Iterator[None]:
     root = logging.getLogger()
     level = root.level
-    root.setLevel(max(level, logging.WARNING))
+    root.setLevel(max(level, logging.ERROR))
     try:
         yield
     finally:

@@ -104,6 +104,7 @@ def fit_torch(
             "y": ray.put(y),
             "X_val": ray.put(None if X_val is None else np.asarray(X_val, dtype=np.float32)),
             "y_val": ray.put(y_val),
+            "checkpoint_every": config.checkpoint_every,
         },
         scaling_config=ScalingConfig(
             num_workers=config.workers,
@@ -212,9 +213,11 @@ def _train_loop(config: dict[str, Any]) -> None:  # runs on every Ray Train work
         else:
             best["waited"] += 1
         stop = spec.patience is not None and best["waited"] >= spec.patience
+        last = stop or epoch == spec.epochs - 1
+        due = last or (epoch + 1) % config["checkpoint_every"] == 0
         with tempfile.TemporaryDirectory() as folder:
             saved = None
-            if rank == 0:
+            if rank == 0 and due:
                 torch.save(
                     {
                         "model": module.state_dict(),

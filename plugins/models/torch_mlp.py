@@ -292,13 +292,29 @@ def _convert(scope: Any, operator: Any, container: Any) -> None:
             names[name] = scope.get_unique_variable_name(f"mlp_{name}")
         return names[name]
 
-    for init in graph.initializer:
-        array = numpy_helper.to_array(init)
-        container.add_initializer(
-            rename(init.name), init.data_type, list(array.shape), array.ravel().tolist()
-        )
+    weights = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
     for node in graph.node:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if _plain_linear(node, attrs, weights):
+            # Linear layers as MatMul + Add rather than Gemm: ONNX Runtime's int8 quantizers
+            # fuse MatMul into fast integer kernels, and Gemm into slower ones.
+            source, weight, bias = node.input
+            transposed = f"{weight}_t"
+            weights[transposed] = np.ascontiguousarray(weights.pop(weight).T)
+            product = rename(f"{node.output[0]}_matmul")
+            container.add_node(
+                "MatMul",
+                [rename(source), rename(transposed)],
+                [product],
+                name=scope.get_unique_operator_name("mlp_MatMul"),
+            )
+            container.add_node(
+                "Add",
+                [product, rename(bias)],
+                [rename(node.output[0])],
+                name=scope.get_unique_operator_name("mlp_Add"),
+            )
+            continue
         container.add_node(
             node.op_type,
             [rename(i) for i in node.input],
@@ -307,6 +323,13 @@ def _convert(scope: Any, operator: Any, container: Any) -> None:
             op_domain=node.domain or "",
             op_version=OPSET[""],
             **attrs,
+        )
+    for name, array in weights.items():
+        container.add_initializer(
+            rename(name),
+            helper.np_dtype_to_tensor_dtype(array.dtype),
+            list(array.shape),
+            array.ravel().tolist(),
         )
     if classification:
         classes = scope.get_unique_variable_name("mlp_classes")
@@ -332,6 +355,20 @@ def _convert(scope: Any, operator: Any, container: Any) -> None:
             name=scope.get_unique_operator_name("mlp_Gather"),
             axis=0,
         )
+
+
+def _plain_linear(node: Any, attrs: dict[str, Any], weights: dict[str, np.ndarray]) -> bool:
+    """A Gemm that is y = x W^T + b with W and b constants (what nn.Linear exports)."""
+    return (
+        node.op_type == "Gemm"
+        and len(node.input) == 3
+        and node.input[1] in weights
+        and node.input[2] in weights
+        and attrs.get("transA", 0) == 0
+        and attrs.get("transB", 0) == 1
+        and attrs.get("alpha", 1.0) == 1.0
+        and attrs.get("beta", 1.0) == 1.0
+    )
 
 
 def _register_converter() -> None:
