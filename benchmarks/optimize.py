@@ -50,7 +50,6 @@ def main(overrides: list[str]) -> None:
                 "model.epochs=30",
                 "model.patience=30",
                 "ray.include_dashboard=false",
-                "train.distributed.checkpoint_every=10",
                 *overrides,
             ],
         )

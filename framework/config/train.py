@@ -40,7 +40,9 @@ class DistributedConfig(StrictModel):
     )
     resume: bool = Field(True, description="Resume a run of the same name from its checkpoint.")
     checkpoint_every: PositiveInt = Field(
-        1, description="Epochs between checkpoints (each costs a write to storage_path)."
+        5,
+        description="Epochs between checkpoints (and metric reports); each one waits for Ray "
+        "Train's controller (about 2 s) and writes to storage_path.",
     )
     max_failures: int = Field(
         0, ge=-1, description="Worker failures Ray Train recovers from (-1: no limit)."

@@ -215,26 +215,28 @@ def _train_loop(config: dict[str, Any]) -> None:  # runs on every Ray Train work
         stop = spec.patience is not None and best["waited"] >= spec.patience
         last = stop or epoch == spec.epochs - 1
         due = last or (epoch + 1) % config["checkpoint_every"] == 0
-        with tempfile.TemporaryDirectory() as folder:
-            saved = None
-            if rank == 0 and due:
-                torch.save(
-                    {
-                        "model": module.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "epoch": epoch,
-                        "history": history,
-                        "best_loss": best["loss"],
-                        "best_epoch": best["epoch"],
-                        "best_model": best["state"],
-                        "waited": best["waited"],
-                    },
-                    os.path.join(folder, STATE_FILE),
+        if due:  # each report waits for Ray Train's controller: report with checkpoints only
+            with tempfile.TemporaryDirectory() as folder:
+                saved = None
+                if rank == 0:
+                    torch.save(
+                        {
+                            "model": module.state_dict(),
+                            "optimizer": optimizer.state_dict(),
+                            "epoch": epoch,
+                            "history": history,
+                            "best_loss": best["loss"],
+                            "best_epoch": best["epoch"],
+                            "best_model": best["state"],
+                            "waited": best["waited"],
+                        },
+                        os.path.join(folder, STATE_FILE),
+                    )
+                    saved = Checkpoint.from_directory(folder)
+                ray.train.report(
+                    {"epoch": epoch, "train_loss": train_loss, "val_loss": watched},
+                    checkpoint=saved,
                 )
-                saved = Checkpoint.from_directory(folder)
-            ray.train.report(
-                {"epoch": epoch, "train_loss": train_loss, "val_loss": watched}, checkpoint=saved
-            )
         if spec.fail_after_epoch == epoch and checkpoint is None:
             raise RuntimeError(f"injected failure after epoch {epoch}")
         if stop:

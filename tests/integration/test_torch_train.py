@@ -29,7 +29,9 @@ def _data(rows: int = 400) -> tuple[np.ndarray, np.ndarray]:
 def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
     X, y = _data()
     build = functools.partial(build_mlp, 6, [16], 2, "relu", 0.0, False)
-    distributed = DistributedConfig(workers=2, storage_path=str(tmp_path / "runs"))
+    distributed = DistributedConfig(
+        workers=2, storage_path=str(tmp_path / "runs"), checkpoint_every=1
+    )
     crashing = NetSpec(
         build=build, task="classification", epochs=4, patience=None, fail_after_epoch=1
     )

@@ -164,3 +164,41 @@ def test_measure_reports_quality_latency_and_throughput(torch_model) -> None:  #
     variant = measure("float", exported.onnx_bytes, exported, X, y.astype(str), config)
     assert 0.7 < variant.metrics["accuracy"] <= 1.0
     assert variant.p50_us > 0 and variant.rows_per_s > 1000
+
+
+def test_the_regressor_exports_with_parity_and_quantizes() -> None:
+    from framework.training.pipeline import build_pipeline, model_input
+    from plugins.models.torch_mlp import TorchMLPRegressor
+
+    data = _data()
+    frame = small_frame(rows=300)
+    X = model_input(frame, data.numeric_features, data.categorical_features)
+    y = frame["age"].astype(float)
+    estimator = TorchMLPRegressor(params={"hidden_sizes": [64], "batch_size": 32})
+    pipeline = build_pipeline(data, estimator)
+    Xt = np.asarray(pipeline[:-1].fit_transform(X, y), dtype=np.float32)
+    estimator.n_features_in_ = Xt.shape[1]
+    estimator.net_ = build_mlp(Xt.shape[1], [64], 1, "tanh", 0.0, True).eval()
+    _finetune(estimator, Xt, estimator._encode(y), epochs=5, seed=0)
+    exported = export_pipeline(
+        pipeline, data.numeric_features, data.categorical_features, "regression"
+    )
+    values = OnnxPredictor(exported.onnx_bytes, exported.signature).predict_frame(X).labels
+    np.testing.assert_allclose(values, pipeline.predict(X), rtol=1e-4, atol=1e-3)
+    quantized = quantize(exported.onnx_bytes, QuantizationConfig(method="dynamic_int8"), [])
+    q_values = OnnxPredictor(quantized, exported.signature).predict_frame(X).labels
+    assert np.abs(q_values - values).max() < 0.05 * np.abs(values).max() + 1
+
+
+def test_cost_complexity_pruning_refits_smaller_trees() -> None:
+    data = _data()
+    frame = small_frame(rows=300)
+    pipeline, X = _fit(
+        data, RandomForestClassifier(n_estimators=10, random_state=0), frame, scale=False
+    )
+    full = sum(t.tree_.node_count for t in pipeline.steps[-1][1].estimators_)
+    _, info = prune(
+        pipeline, PruningConfig(method="trees", ccp_alpha=0.01), X, frame[data.target], 0
+    )
+    assert info["nodes"] < full / 2
+    assert info["trees_after"] == 10
