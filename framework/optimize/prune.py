@@ -60,7 +60,7 @@ def _finetune(estimator: Any, X: np.ndarray, y: np.ndarray, epochs: int, seed: i
 
     if epochs == 0:
         return
-    params = estimator.params or {}
+    settings = estimator.settings()
     net = estimator.net_
     torch.manual_seed(seed)
     classification = estimator._estimator_kind == "classification"
@@ -69,8 +69,8 @@ def _finetune(estimator: Any, X: np.ndarray, y: np.ndarray, epochs: int, seed: i
     if not classification:
         targets = targets.reshape(-1, 1)
     loss_fn = torch.nn.CrossEntropyLoss() if classification else torch.nn.MSELoss()
-    optimizer = torch.optim.Adam(net.parameters(), lr=float(params.get("learning_rate", 1e-3)))
-    batch = int(params.get("batch_size", 64))
+    optimizer = torch.optim.Adam(net.parameters(), lr=settings.learning_rate)
+    batch = settings.batch_size
     generator = torch.Generator().manual_seed(seed)
     net.train()
     for _ in range(epochs):

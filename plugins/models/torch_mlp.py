@@ -89,28 +89,26 @@ class TorchMLP(BaseEstimator):
         self.run_prefix = run_prefix
 
     # -- fitting -----------------------------------------------------------------------
+    def settings(self) -> TorchMlpConfig:
+        """The hyperparameters, with the config's defaults for any not given."""
+        return TorchMlpConfig.model_validate({**(self.params or {}), "type": "torch_mlp"})
+
     def _spec(self, inputs: int, outputs: int) -> Any:
         from framework.training.torch_train import NetSpec
 
-        p = dict(self.params or {})
+        c = self.settings()
         build = functools.partial(
-            build_mlp,
-            inputs,
-            list(p.get("hidden_sizes", [256, 256])),
-            outputs,
-            p.get("activation", "relu"),
-            float(p.get("dropout", 0.1)),
-            bool(p.get("batch_norm", False)),
+            build_mlp, inputs, list(c.hidden_sizes), outputs, c.activation, c.dropout, c.batch_norm
         )
         return NetSpec(
             build=build,
             task=self._estimator_kind,
-            optimizer=p.get("optimizer", "adam"),
-            learning_rate=float(p.get("learning_rate", 1e-3)),
-            weight_decay=float(p.get("weight_decay", 0.0)),
-            batch_size=int(p.get("batch_size", 64)),
-            epochs=int(p.get("epochs", 40)),
-            patience=p.get("patience", 8),
+            optimizer=c.optimizer,
+            learning_rate=c.learning_rate,
+            weight_decay=c.weight_decay,
+            batch_size=c.batch_size,
+            epochs=c.epochs,
+            patience=c.patience,
             seed=self.seed,
         )
 
