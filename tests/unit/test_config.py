@@ -74,8 +74,8 @@ BAD = [
     (
         ["model.type=randm_forest"],
         "model.type: unknown plugin 'randm_forest'; valid: gradient_boosting, "
-        "logistic_regression, mlp, random_forest, random_forest_regressor, ridge; "
-        "did you mean 'random_forest'?",
+        "logistic_regression, mlp, random_forest, random_forest_regressor, ridge, torch_mlp, "
+        "torch_mlp_regressor; did you mean 'random_forest'?",
     ),
     (
         ["data.source.name=breast_cancr"],
@@ -112,8 +112,8 @@ BAD = [
     ),
     (
         ["+trian.seed=1"],
-        "trian: unknown key; valid keys here: data, model, ray, security, serve, store, task, "
-        "train, tune, version; "
+        "trian: unknown key; valid keys here: data, model, optimize, ray, security, serve, store, "
+        "task, train, tune, version; "
         "did you mean 'train'?",
     ),
     (["data.noise.missing_rate=1.5"], "data.noise.missing_rate: got 1.5; expected a number < 1"),
