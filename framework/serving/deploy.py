@@ -7,6 +7,7 @@ joined must have been started with them (the README shows where they go in a Ray
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -90,8 +91,6 @@ def check_servable(cfg: RootConfig) -> ModelVersion:
 
 def example_row(version: ModelVersion) -> dict[str, Any]:
     """A plausible request row: the training medians and commonest categories."""
-    import json
-
     profile_path = version.file("profile.json")
     features = json.loads(profile_path.read_text()).get("features", {})
     signature = version.manifest["signature"]

@@ -79,19 +79,10 @@ def _same_rows(index: int, n: int, rows: int | None, problems: list[Problem]) ->
 
 
 def _field_type(spec: ColumnSpec) -> Any:
-    if spec.dtype == "float":
-        kwargs: dict[str, Any] = {"strict": True, "allow_inf_nan": False}
-        if spec.min is not None:
-            kwargs["ge"] = spec.min
-        if spec.max is not None:
-            kwargs["le"] = spec.max
-        return Annotated[float, Field(**kwargs)]
-    if spec.dtype == "int":
-        kwargs = {"strict": True}
-        if spec.min is not None:
-            kwargs["ge"] = spec.min
-        if spec.max is not None:
-            kwargs["le"] = spec.max
+    if spec.dtype in ("float", "int"):
+        kwargs: dict[str, Any] = {"strict": True, "ge": spec.min, "le": spec.max}
+        if spec.dtype == "float":
+            return Annotated[float, Field(allow_inf_nan=False, **kwargs)]
         return Annotated[int, Field(**kwargs)]
     if spec.dtype == "bool":
         return Annotated[bool, Field(strict=True)]
