@@ -17,6 +17,7 @@ from framework.config.base import PluginConfig, StrictModel, plugin_union
 from framework.config.data import ColumnSpec, DataConfig, SourceConfig
 from framework.config.errors import problems_of
 from framework.config.model import ModelConfig
+from framework.config.monitor import MonitorConfig
 from framework.config.optimize import OptimizeConfig
 from framework.config.ray import RayConfig
 from framework.config.security import SecurityConfig
@@ -30,6 +31,7 @@ __all__ = [
     "ColumnSpec",
     "DataConfig",
     "ModelConfig",
+    "MonitorConfig",
     "PluginConfig",
     "RayConfig",
     "RootConfig",
@@ -45,14 +47,25 @@ __all__ = [
     "validate",
 ]
 
-Task = Literal["train", "registry", "serve", "build_serve_config", "api_key"]
+Task = Literal[
+    "train",
+    "registry",
+    "serve",
+    "build_serve_config",
+    "api_key",
+    "monitor",
+    "promote",
+    "rollback",
+]
 
 
 class RootConfig(StrictModel):
     """The whole validated configuration of one run."""
 
     task: Task = Field("train", description="What to run.")
-    version: PositiveInt | None = Field(None, description="Model version (task=registry).")
+    version: PositiveInt | None = Field(
+        None, description="Model version (task=registry, promote, rollback)."
+    )
     data: DataConfig
     model: ModelConfig
     train: TrainConfig = Field(default_factory=TrainConfig)
@@ -62,6 +75,7 @@ class RootConfig(StrictModel):
     optimize: OptimizeConfig = Field(default_factory=OptimizeConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
 
     @model_validator(mode="after")
     def _model_fits_target(self) -> RootConfig:

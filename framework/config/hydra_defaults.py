@@ -12,6 +12,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 
 from framework.config.data import DataConfig
+from framework.config.monitor import MonitorConfig
 from framework.config.optimize import OptimizeConfig
 from framework.config.ray import RayConfig
 from framework.config.security import SecurityConfig
@@ -42,6 +43,7 @@ def defaults_node() -> dict[str, Any]:
         "optimize": OptimizeConfig().model_dump(mode="json"),
         "serve": ServeConfig().model_dump(mode="json"),
         "security": SecurityConfig().model_dump(mode="json"),
+        "monitor": MonitorConfig().model_dump(mode="json"),
     }
 
 

@@ -4,10 +4,14 @@ Layout under the registry root::
 
     <name>/versions/<N>/   model.onnx, manifest.json, profile.json, metrics.json, ...
     <name>/aliases.json    {"champion": 3, "challenger": 4}
-    <name>/audit.jsonl     one line per registration or alias move
+    <name>/audit.jsonl     one line per registration, alias move or rollout decision
 
 A version is written into a staging folder and renamed into place, so a crash mid-way
 leaves no half version. Aliases are rewritten through a temporary file and ``os.replace``.
+
+The audit log is append-only and hash-chained: every entry carries the sha256 of the entry
+before it (``prev``) and its own (``hash``, over ``prev`` and the entry's canonical JSON), so
+``verify_audit`` finds any entry that was edited, removed or reordered.
 """
 
 from __future__ import annotations
@@ -127,6 +131,19 @@ class ModelRegistry:
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
+    def verify_audit(self, name: str) -> list[str]:
+        """Problems in the hash chain of the audit log (empty: intact)."""
+        problems = []
+        prev = ""
+        for number, entry in enumerate(self.audit(name), start=1):
+            if entry.get("prev") != prev:
+                problems.append(f"entry {number}: does not follow entry {number - 1}")
+            body = {k: v for k, v in entry.items() if k != "hash"}
+            if entry.get("hash") != _entry_hash(body):
+                problems.append(f"entry {number}: its content does not match its hash")
+            prev = entry.get("hash", "")
+        return problems
+
     # -- writing ----------------------------------------------------------------------
     @contextlib.contextmanager
     def _locked(self, name: str) -> Iterator[Path]:
@@ -173,11 +190,62 @@ class ModelRegistry:
                 self._move_alias(folder, alias, version, actor)
         return self.get(name, version)
 
-    def set_alias(self, name: str, alias: str, version: int, actor: str | None = None) -> None:
+    def set_alias(
+        self,
+        name: str,
+        alias: str,
+        version: int,
+        actor: str | None = None,
+        action: str = "alias",
+        reason: str | None = None,
+    ) -> None:
         """Point ``alias`` at ``version`` atomically, and audit the move."""
-        self.get(name, version)  # raises if absent
+        self.move_aliases(name, {alias: version}, actor, action, reason)
+
+    def move_aliases(
+        self,
+        name: str,
+        changes: dict[str, int | None],
+        actor: str | None = None,
+        action: str = "alias",
+        reason: str | None = None,
+    ) -> dict[str, int]:
+        """Apply several alias moves (None: remove the alias) as one atomic write.
+
+        Each move is audited with its ``from`` and ``to`` version, the actor and the reason.
+        Returns the aliases before the change.
+        """
+        for version in changes.values():
+            if version is not None:
+                self.get(name, version)  # raises if absent
         with self._locked(name) as folder:
-            self._move_alias(folder, alias, version, actor)
+            path = folder / "aliases.json"
+            before = json.loads(path.read_text()) if path.is_file() else {}
+            aliases = dict(before)
+            for alias, version in changes.items():
+                if version is None:
+                    aliases.pop(alias, None)
+                else:
+                    aliases[alias] = version
+            fd, tmp = tempfile.mkstemp(prefix=".aliases-", dir=folder)
+            with os.fdopen(fd, "w") as handle:
+                json.dump(aliases, handle, indent=2, sort_keys=True)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+            for alias, version in changes.items():
+                if before.get(alias) != version:
+                    fields: dict[str, Any] = {"alias": alias, "from": before.get(alias)}
+                    fields["to"] = version
+                    if reason:
+                        fields["reason"] = reason
+                    self._audit(folder, action, actor, **fields)
+        return before
+
+    def record(self, name: str, action: str, actor: str | None = None, **fields: Any) -> None:
+        """Append a decision that moves no alias (a rollout step, a retraining run)."""
+        with self._locked(name) as folder:
+            self._audit(folder, action, actor, **fields)
 
     def _move_alias(self, folder: Path, alias: str, version: int, actor: str | None) -> None:
         path = folder / "aliases.json"
@@ -190,15 +258,43 @@ class ModelRegistry:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-        self._audit(folder, "alias", actor, alias=alias, version=version, previous=previous)
+        self._audit(folder, "alias", actor, alias=alias, **{"from": previous, "to": version})
 
     @staticmethod
     def _audit(folder: Path, action: str, actor: str | None, **fields: Any) -> None:
-        entry = {"time": time.time(), "action": action, "actor": actor or _whoami(), **fields}
-        with (folder / "audit.jsonl").open("a") as handle:
-            handle.write(json.dumps(entry) + "\n")
+        """Append one hash-chained entry (the caller holds the model's lock)."""
+        path = folder / "audit.jsonl"
+        entry = {
+            "time": time.time(),
+            "action": action,
+            "actor": actor or _whoami(),
+            **fields,
+            "prev": _last_hash(path),
+        }
+        entry["hash"] = _entry_hash(entry)
+        with path.open("a") as handle:
+            handle.write(json.dumps(entry, default=str) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
+
+
+def _entry_hash(entry: dict[str, Any]) -> str:
+    canonical = json.dumps(entry, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _last_hash(path: Path) -> str:
+    """The hash of the log's last entry, read from its tail."""
+    if not path.is_file():
+        return ""
+    with path.open("rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+        handle.seek(max(0, size - 65536))
+        lines = [line for line in handle.read().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    return str(json.loads(lines[-1]).get("hash", ""))
 
 
 def _whoami() -> str:

@@ -108,11 +108,11 @@ BAD = [
     ),
     (
         ["task=score"],
-        "task: got 'score'; expected one of: train, registry, serve, build_serve_config, api_key",
+        "task: got 'score'; expected one of: train, registry, serve, build_serve_config, api_key, monitor, promote, rollback",
     ),
     (
         ["+trian.seed=1"],
-        "trian: unknown key; valid keys here: data, model, optimize, ray, security, serve, store, "
+        "trian: unknown key; valid keys here: data, model, monitor, optimize, ray, security, serve, store, "
         "task, train, tune, version; "
         "did you mean 'train'?",
     ),

@@ -38,10 +38,44 @@ def test_versions_count_up_and_aliases_move(tmp_path: Path) -> None:
     assert moves[-1] == {
         **moves[-1],
         "alias": "champion",
-        "version": 2,
-        "previous": 1,
+        "from": 1,
+        "to": 2,
         "actor": "ops",
     }
+    assert store.verify_audit("churn") == []
+
+
+def test_audit_log_is_hash_chained(tmp_path: Path) -> None:
+    store = ModelRegistry(tmp_path)
+    store.register("churn", FILES, {}, alias="champion")
+    store.register("churn", FILES, {}, alias="challenger")
+    store.move_aliases(
+        "churn",
+        {"champion": 2, "challenger": None, "previous": 1},
+        "ops",
+        action="promote",
+        reason="manual",
+    )
+    store.record("churn", "rollout_step", "policy", version=2, **{"from": 0.1, "to": 0.25})
+    entries = store.audit("churn")
+    promote = [e for e in entries if e["action"] == "promote"]
+    assert {(e["alias"], e["from"], e["to"]) for e in promote} == {
+        ("champion", 1, 2),
+        ("challenger", 2, None),
+        ("previous", None, 1),
+    }
+    assert store.aliases("churn") == {"champion": 2, "previous": 1}
+    assert store.verify_audit("churn") == []
+    path = tmp_path / "churn" / "audit.jsonl"
+    lines = path.read_text().splitlines()
+    edited = json.loads(lines[2])
+    edited["actor"] = "someone-else"
+    lines[2] = json.dumps(edited)
+    path.write_text("\n".join(lines) + "\n")
+    assert store.verify_audit("churn") == ["entry 3: its content does not match its hash"]
+    del lines[2]
+    path.write_text("\n".join(lines) + "\n")
+    assert "entry 3: does not follow entry 2" in store.verify_audit("churn")
 
 
 def test_crash_mid_registration_leaves_no_half_version(
