@@ -27,6 +27,8 @@ def ensure_ray(config: RayConfig) -> str | None:
                 dashboard_host=config.dashboard_host,
                 dashboard_port=config.dashboard_port,
             )
+            if config.metrics_export_port:
+                kwargs["_metrics_export_port"] = config.metrics_export_port
             if config.object_store_memory_mb:
                 kwargs["object_store_memory"] = config.object_store_memory_mb * 1024 * 1024
         else:
@@ -34,4 +36,15 @@ def ensure_ray(config: RayConfig) -> str | None:
         context = ray.init(**kwargs)
         url = getattr(context, "dashboard_url", None)
         return f"http://{url}" if url and not str(url).startswith("http") else url
+    return None
+
+
+def metrics_url() -> str | None:
+    """The Prometheus endpoint of this node's Ray metrics (every framework metric is there)."""
+    import ray
+
+    for node in ray.nodes():
+        if node.get("Alive") and node.get("MetricsExportPort"):
+            host = node.get("NodeManagerAddress", "127.0.0.1")
+            return f"http://{host}:{node['MetricsExportPort']}/metrics"
     return None

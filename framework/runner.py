@@ -104,6 +104,14 @@ def run_serve(cfg: RootConfig, output_dir: Path, console: Console) -> int:
     console.print(f"  predict:  POST {base}/v1/models/{version.name}/predict")
     console.print(f"  v2 infer: POST {base}/v2/models/{version.name}/infer")
     console.print(f"  docs:     {base}/docs  (OpenAPI: {base}/openapi.json)")
+    if cfg.monitor.enabled:
+        console.print(f"  feedback: POST {base}/v1/feedback  (labels for prediction ids)")
+        console.print(f"  monitor:  GET {base}/v1/admin/monitor  (drift, live quality, rollout)")
+        from framework.cluster import metrics_url
+
+        metrics = metrics_url()
+        if metrics:
+            console.print(f"  metrics:  {metrics}  (Prometheus, Ray metrics)")
     if dashboard:
         console.print(f"  Ray dashboard: {dashboard}")
     console.print("Example request:")
@@ -155,12 +163,62 @@ def run_api_key(cfg: RootConfig, output_dir: Path, console: Console) -> int:
     return 0
 
 
+def run_monitor(cfg: RootConfig, output_dir: Path, console: Console) -> int:
+    """Check new data for drift against the served version; exit 6 when it drifted."""
+    from framework.monitoring.job import DRIFT_EXIT, monitor_batch, print_result
+
+    console.print(f"[bold]monitor[/] {cfg.model_name} ({cfg.serve.alias}) against new data")
+    result = monitor_batch(cfg, output_dir)
+    print_result(console, result)
+    return DRIFT_EXIT if result.report.drift else 0
+
+
+def _actor() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:
+        return "cli"
+
+
+def run_promote(cfg: RootConfig, output_dir: Path, console: Console) -> int:
+    """Make the challenger (or version=N) champion; a running application follows."""
+    from framework.monitoring.rollout import promote
+
+    store = ModelRegistry(cfg.store.path)
+    changes = promote(store, cfg.model_name, cfg.version, _actor())
+    console.print(f"Promoted {cfg.model_name}: {_moves(changes)}")
+    console.print(f"Aliases now: {store.aliases(cfg.model_name)}")
+    return 0
+
+
+def run_rollback(cfg: RootConfig, output_dir: Path, console: Console) -> int:
+    """Drop the challenger, or restore the previous champion (or make version=N champion)."""
+    from framework.monitoring.rollout import rollback
+
+    store = ModelRegistry(cfg.store.path)
+    changes = rollback(store, cfg.model_name, cfg.version, _actor())
+    console.print(f"Rolled back {cfg.model_name}: {_moves(changes)}")
+    console.print(f"Aliases now: {store.aliases(cfg.model_name)}")
+    return 0
+
+
+def _moves(changes: dict[str, int | None]) -> str:
+    return ", ".join(
+        f"{alias} removed" if v is None else f"{alias} -> v{v}" for alias, v in changes.items()
+    )
+
+
 TASKS: dict[str, Callable[[RootConfig, Path, Console], int]] = {
     "train": run_train,
     "registry": run_registry,
     "serve": run_serve,
     "build_serve_config": run_build_serve_config,
     "api_key": run_api_key,
+    "monitor": run_monitor,
+    "promote": run_promote,
+    "rollback": run_rollback,
 }
 
 

@@ -134,6 +134,13 @@ class NoiseConfig(StrictModel):
     )
     minority_class: str | None = Field(None, description="Class to downsample (default: rarest).")
     columns: list[str] | None = Field(None, description="Columns to corrupt (default: features).")
+    shift: dict[str, float] = Field(
+        default_factory=dict,
+        description="Drift: move these numeric columns by this many standard deviations.",
+    )
+    label_shuffle: bool = Field(
+        False, description="Shuffle the target across rows (a model trained on it is useless)."
+    )
 
 
 class BalanceConfig(StrictModel):
@@ -198,6 +205,13 @@ class DataConfig(StrictModel):
             unknown = sorted(set(self.noise.columns) - set(self.columns))
             if unknown:
                 raise ValueError(f"noise.columns names undeclared columns: {', '.join(unknown)}")
+        for column in self.noise.shift:
+            spec = self.columns.get(column)
+            if spec is None or not spec.numeric:
+                raise ValueError(
+                    f"noise.shift: {column!r} is not a numeric column; numeric columns: "
+                    + ", ".join(c for c, s in self.columns.items() if s.numeric)
+                )
         return self
 
     @property

@@ -172,6 +172,11 @@ class MonitorConfig(StrictModel):
     window: WindowConfig = Field(default_factory=WindowConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
+    data_path: str | None = Field(
+        None,
+        description="task=monitor: a CSV or Parquet file of new rows to check (default: the "
+        "data/ source, after its noise block).",
+    )
     report_dir: str = Field(
         "monitor_reports", description="Folder task=monitor writes its JSON and HTML report to."
     )

@@ -20,6 +20,13 @@ class RayConfig(StrictModel):
         None, description="Object store size of a local instance."
     )
     log_to_driver: bool = Field(False, description="Show worker logs in the driver's output.")
+    metrics_export_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Port of Ray's Prometheus metrics endpoint on a local instance (null: Ray "
+        "picks one; task=serve prints it).",
+    )
 
     @model_validator(mode="after")
     def _local_only(self) -> RayConfig:

@@ -37,7 +37,18 @@ def inject_noise(frame: pd.DataFrame, data: DataConfig) -> tuple[pd.DataFrame, N
     rng = np.random.default_rng(noise.seed)
     frame = frame.copy()
     target = data.target
-    counts = {"missing": 0, "nan_string": 0, "outlier": 0, "missing_label": 0}
+    counts = {"missing": 0, "nan_string": 0, "outlier": 0, "missing_label": 0, "shifted": 0}
+    for column, std_shift in noise.shift.items():  # drift, before any other corruption
+        numeric = pd.to_numeric(frame[column], errors="coerce")
+        moved = numeric + std_shift * (numeric.std() or 1.0)
+        spec = data.columns[column]
+        if spec.dtype == "int":
+            moved = moved.round()
+        frame[column] = moved
+        counts["shifted"] += int(numeric.notna().sum())
+    if noise.label_shuffle and target in frame.columns:
+        frame[target] = rng.permutation(frame[target].to_numpy())
+        counts["shuffled_label"] = len(frame)
     if noise.imbalance_ratio is not None and target in frame.columns:
         frame = _imbalance(frame, target, noise.imbalance_ratio, noise.minority_class, rng)
     n = len(frame)

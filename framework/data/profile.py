@@ -47,3 +47,26 @@ def reference_profile(
             entry["frequencies"] = {str(k): float(v) for k, v in freq.items()}
         features[name] = entry
     return {"rows": len(train), "features": features}
+
+
+def reference_rows(
+    train: pd.DataFrame, data: DataConfig, task: str, rows: int, seed: int = 0
+) -> bytes:
+    """A sample of at most ``rows`` training rows, the drift reference (``reference.npz``)."""
+    from framework.monitoring.drift import reference_sample
+
+    sample = train.sample(n=rows, random_state=seed) if len(train) > rows else train
+    features: dict[str, np.ndarray] = {}
+    for name in data.features:
+        spec = data.columns[name]
+        column = sample[name]
+        if spec.numeric:
+            features[name] = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
+        else:
+            features[name] = column.astype(object).where(column.notna(), None).to_numpy()
+    target = sample[data.target].dropna()
+    if task == "classification":
+        values = target.astype(str).to_numpy()
+    else:
+        values = pd.to_numeric(target, errors="coerce").to_numpy(dtype=np.float64)
+    return reference_sample(features, (data.target, values))

@@ -13,10 +13,14 @@ the other routes and the OpenAPI document.
 and so does Ray's own CLI from a config file written by ``task=build_serve_config``.
 """
 
+import asyncio
+import itertools
 import logging
+import math
 import os
 import time
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +32,20 @@ from fastapi.responses import Response
 from pydantic import Field
 from ray import serve
 from ray.serve import Application
+from ray.util.metrics import Counter, Histogram
 from starlette.routing import compile_path
 
 from framework.config.base import StrictModel
 from framework.config.data import ColumnSpec
+from framework.config.monitor import MonitorConfig
 from framework.config.security import SecurityConfig
 from framework.config.serve import ServeConfig
 from framework.export.onnx import CATEGORICAL_INPUT, NUMERIC_INPUT, Signature
 from framework.export.predictor import OnnxPredictor, Prediction
 from framework.security.keys import ApiKey, hash_key, load_keys
 from framework.serving.schema import Feeds, Problem, RequestInvalid, RequestSchema
-from framework.store.registry import ModelRegistry
+from framework.store.registry import ModelRegistry, ModelVersion
+from framework.training.pipeline import MISSING_CATEGORY
 
 logger = logging.getLogger("ray.serve")
 
@@ -54,6 +61,7 @@ class AppArgs(StrictModel):
     keys_base: str = Field(description="Folder a relative security.keys_file is resolved in.")
     serve: ServeConfig = Field(default_factory=ServeConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
 
 
 @dataclass(frozen=True)
@@ -94,12 +102,54 @@ ROUTES: tuple[Route, ...] = (
         "predict",
         "v2",
     ),
+    Route("POST", "/v1/feedback", "feedback", "feedback", "monitoring"),
     Route("GET", "/v1/admin/config", "admin_config", "admin", "admin"),
+    Route("GET", "/v1/admin/monitor", "admin_monitor", "admin", "admin"),
+    Route("POST", "/v1/admin/promote", "admin_promote", "admin", "admin"),
+    Route("POST", "/v1/admin/rollback", "admin_rollback", "admin", "admin"),
 )
 #: FastAPI's documentation routes: public.
 DOC_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
 _COMPILED = [(route, compile_path(route.path)[0]) for route in ROUTES]
 _HOT = {"predict", "v2_infer", "v2_infer_version"}
+#: Bucket boundaries of the latency histogram, in seconds.
+LATENCY_BOUNDARIES = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]
+ROW_BOUNDARIES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096]
+
+
+@dataclass
+class ServedVersion:
+    """One loaded model version: its ONNX Runtime session and what it answers with."""
+
+    number: int
+    predictor: OnnxPredictor
+    signature: Signature
+    manifest: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Which versions answer, and the challenger's share of callers."""
+
+    champion: int
+    challenger: int | None = None
+    weight: float = 0.0
+    shadow: int | None = None
+    generation: int = -1
+
+
+@dataclass
+class Records:
+    """What a replica saw since its last hand-over to the monitor."""
+
+    requests: list[tuple[str, int | None, int, float, bool]] = field(default_factory=list)
+    predictions: list[tuple[int, str, Feeds, Any]] = field(default_factory=list)
+    batch_rows: list[int] = field(default_factory=list)
+
+
+def bucket(key: str) -> float:
+    """A caller's fixed place in [0, 1): the same key lands on the same version everywhere."""
+    return zlib.crc32(key.encode()) / 4294967296.0
 
 
 class HttpError(Exception):
@@ -129,6 +179,31 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
     return None
 
 
+def _warmup_feeds(signature: Signature) -> Feeds:
+    feeds: Feeds = {}
+    if signature.numeric:
+        feeds[NUMERIC_INPUT] = np.zeros((1, len(signature.numeric)), dtype=np.float32)
+    if signature.categorical:
+        feeds[CATEGORICAL_INPUT] = np.full((1, len(signature.categorical)), "", dtype=object)
+    return feeds
+
+
+def _target_bins(registry: ModelRegistry, name: str, version: int) -> tuple[np.ndarray, list[str]]:
+    """Inner quantile edges of the training target and bin names (regression; else empty)."""
+    try:
+        served = registry.get(name, version)
+        if served.manifest["signature"]["task"] != "regression":
+            return np.array([]), []
+        profile = orjson.loads(served.file("profile.json").read_bytes())
+        (target,) = [c for c, s in served.manifest["schema"].items() if s.get("role") == "target"]
+        edges = profile["features"][target]["bin_edges"]
+    except Exception:
+        return np.array([]), []
+    inner = np.asarray(edges[1:-1], dtype=float)
+    bounds = ["-inf", *(f"{e:.4g}" for e in inner), "inf"]
+    return inner, [f"{a}..{b}" for a, b in itertools.pairwise(bounds)]
+
+
 def route_role(method: str, path: str) -> tuple[Route | None, dict[str, str], str | None]:
     """The route matching a request, its path parameters and its role (None: no route)."""
     if path in DOC_PATHS and method in ("GET", "HEAD"):
@@ -150,26 +225,28 @@ class ModelServer:
     FastAPI app built from ``ROUTES``, which also serves the OpenAPI document.
     """
 
-    def __init__(self, args: dict[str, Any]):
+    def __init__(self, args: dict[str, Any], monitor: Any = None):
         settings = AppArgs.model_validate(args)
         self.config = settings.serve
         self.security = settings.security
+        self.monitoring = settings.monitor
+        self.monitor = monitor  # the Monitor deployment's handle (None: monitoring off)
         registry = ModelRegistry(settings.store_path)
         version = registry.resolve(settings.model_name, self.config.alias)
-        version.verify()  # sha256 of model.onnx (and every other file) against the manifest
-        manifest = version.manifest
-        self.model_name = version.name
-        self.version = version.version
-        self.aliases = version.aliases
-        self.manifest = manifest
         self.registry = registry
-        self.signature = Signature.from_dict(manifest["signature"])
+        self.model_name = version.name
+        self.aliases = version.aliases
+        champion = self._load(version)
+        self.versions: dict[int, ServedVersion] = {champion.number: champion}
+        self.routing = Routing(champion=champion.number)
+        self.champion = champion
+        self.manifest = champion.manifest
+        self.version = champion.number
+        self.signature = champion.signature
+        self.predictor = champion.predictor
         self.classification = self.signature.task == "classification"
         self.classes = list(self.signature.classes)
-        self.predictor = OnnxPredictor(
-            version.file("model.onnx").read_bytes(), self.signature, self.config.onnx_threads
-        )
-        columns = {c: ColumnSpec.model_validate(s) for c, s in manifest["schema"].items()}
+        columns = {c: ColumnSpec.model_validate(s) for c, s in self.manifest["schema"].items()}
         self.schema = RequestSchema(self.model_name, columns, self.signature)
         self.keys: dict[str, ApiKey] = {}
         if self.security.auth == "off":
@@ -180,14 +257,17 @@ class ModelServer:
         else:
             self.keys = load_keys(self.security, Path(settings.keys_base))
         self.header = self.security.header.lower().encode()
+        self.sticky = self.monitoring.rollout.sticky_header.lower().encode()
         self.max_rows = self.config.max_rows_per_request
         batching = self.config.batching
         self.batch_rows = batching.max_batch_rows if batching.enabled else 0
         self._batched.set_max_batch_size(batching.max_batch_rows)
         self._batched.set_batch_wait_timeout_s(batching.max_batch_wait_ms / 1000.0)
-        self.predictor.run(self._warmup_feeds())
         self._started = time.time()
         self._active = 0  # prediction requests in this replica right now
+        self._records = Records()
+        self._background: asyncio.Task[None] | None = None
+        self._metrics()
         self.app = self._fastapi()
         self._openapi = self._openapi_document()
         self.app.openapi = lambda: self._openapi  # type: ignore[method-assign]
@@ -198,6 +278,227 @@ class ModelServer:
             ",".join(self.aliases) or self.config.alias,
             len(self.keys),
         )
+
+    def _load(self, version: ModelVersion) -> ServedVersion:
+        """Verify a version's files against its manifest and start its ONNX Runtime session."""
+        version.verify()  # sha256 of model.onnx (and every other file) against the manifest
+        signature = Signature.from_dict(version.manifest["signature"])
+        predictor = OnnxPredictor(
+            version.file("model.onnx").read_bytes(), signature, self.config.onnx_threads
+        )
+        predictor.run(_warmup_feeds(signature))
+        return ServedVersion(version.version, predictor, signature, version.manifest)
+
+    # -- metrics -------------------------------------------------------------------------
+    def _metrics(self) -> None:
+        self.tags = {"model": self.model_name}
+        self.m_requests = Counter(
+            "framework_requests_total",
+            description="Requests by route, model version and HTTP status.",
+            tag_keys=("model", "route", "version", "status"),
+        )
+        self.m_latency = Histogram(
+            "framework_request_duration_seconds",
+            description="Time from request to response inside the replica.",
+            boundaries=LATENCY_BOUNDARIES,
+            tag_keys=("model", "route", "version"),
+        )
+        self.m_batch = Histogram(
+            "framework_batch_rows",
+            description="Rows in one ONNX Runtime call (requests batched together).",
+            boundaries=ROW_BOUNDARIES,
+            tag_keys=("model",),
+        )
+        self.m_predictions = Counter(
+            "framework_predictions_total",
+            description="Predicted rows by version and class.",
+            tag_keys=("model", "version", "class"),
+        )
+        self.m_value = Counter(
+            "framework_prediction_bin_total",
+            description="Predicted values (regression) by version, counted in the training "
+            "target's quantile bins.",
+            tag_keys=("model", "version", "bin"),
+        )
+        self.value_edges, self.value_bins = _target_bins(
+            self.registry, self.model_name, self.version
+        )
+        self.m_imputed = Counter(
+            "framework_imputed_values_total",
+            description="Missing feature values in requests, imputed with training statistics.",
+            tag_keys=("model", "feature"),
+        )
+        self.m_shadow = Counter(
+            "framework_shadow_predictions_total",
+            description="Rows the shadow version predicted, by agreement with the answer given.",
+            tag_keys=("model", "version", "outcome"),
+        )
+        self.m_dropped = Counter(
+            "framework_monitor_records_dropped_total",
+            description="Request records the monitor could not take (it was unreachable).",
+            tag_keys=("model",),
+        )
+
+    # -- background work: routing updates and records, off the request path --------------
+    def _ensure_background(self) -> None:
+        if self.monitor is not None and (self._background is None or self._background.done()):
+            self._background = asyncio.get_running_loop().create_task(self._run_background())
+
+    async def _run_background(self) -> None:
+        poll = self.monitoring.routing_poll_s
+        flush = self.monitoring.flush_interval_s
+        last_poll = last_flush = 0.0
+        while True:
+            now = time.monotonic()
+            try:
+                if now - last_poll >= poll:
+                    last_poll = now
+                    await self._update_routing()
+                if now - last_flush >= flush:
+                    last_flush = now
+                    await self._flush()
+            except Exception:  # a monitor that is away never stops predictions
+                logger.exception("background monitoring step failed")
+            await asyncio.sleep(min(poll, flush) / 2)
+
+    async def _update_routing(self) -> None:
+        wanted = await self.monitor.routing.remote()
+        if wanted["generation"] == self.routing.generation or wanted["champion"] is None:
+            return
+        numbers = [wanted[k] for k in ("champion", "challenger", "shadow") if wanted[k]]
+        loaded = dict(self.versions)
+        for number in numbers:
+            if number not in loaded:
+                try:
+                    served = await asyncio.to_thread(
+                        self._load, self.registry.get(self.model_name, number)
+                    )
+                except Exception as exc:
+                    logger.error("cannot load %s v%s: %s", self.model_name, number, exc)
+                    return
+                problem = self._incompatible(served)
+                if problem:
+                    logger.error("not serving %s v%s: %s", self.model_name, number, problem)
+                    return
+                loaded[number] = served
+        self.versions = {n: loaded[n] for n in numbers}
+        self.champion = loaded[wanted["champion"]]
+        self.version = self.champion.number
+        self.routing = Routing(
+            champion=wanted["champion"],
+            challenger=wanted["challenger"],
+            weight=wanted["weight"],
+            shadow=wanted["shadow"],
+            generation=wanted["generation"],
+        )
+        logger.info("routing of %s is now %s", self.model_name, self.routing)
+
+    def _incompatible(self, served: ServedVersion) -> str | None:
+        mine, theirs = self.signature, served.signature
+        if (mine.numeric, mine.categorical, mine.task, list(mine.classes)) != (
+            theirs.numeric,
+            theirs.categorical,
+            theirs.task,
+            list(theirs.classes),
+        ):
+            return "its inputs, task or classes differ from the version this app validates for"
+        return None
+
+    def _choose(self, headers: list[tuple[bytes, bytes]], rid: str) -> ServedVersion:
+        routing = self.routing
+        if routing.challenger is not None and routing.weight > 0:
+            key = _header(headers, self.sticky) or rid
+            if bucket(key) < routing.weight:
+                return self.versions[routing.challenger]
+        return self.versions[routing.champion]
+
+    async def _flush(self) -> None:
+        records, self._records = self._records, Records()
+        tags = self.tags
+        counts: dict[tuple[str, str, str], int] = {}
+        for route, version, status, latency, _ in records.requests:
+            label = "" if version is None else str(version)
+            counts[(route, label, str(status))] = counts.get((route, label, str(status)), 0) + 1
+            self.m_latency.observe(latency, {**tags, "route": route, "version": label})
+        for (route, version, status), n in counts.items():
+            self.m_requests.inc(n, {**tags, "route": route, "version": version, "status": status})
+        for rows in records.batch_rows:
+            self.m_batch.observe(rows, tags)
+        batch: dict[str, Any] = {
+            "requests": [
+                (version, status, latency * 1000.0, error)
+                for _, version, status, latency, error in records.requests
+                if version is not None
+            ]
+        }
+        if records.predictions:
+            self._summarize(records.predictions, batch)
+        if not batch["requests"] and not records.predictions:
+            return
+        try:
+            await self.monitor.record.remote(batch)
+        except Exception as exc:
+            self.m_dropped.inc(len(records.requests), tags)
+            logger.warning("the monitor did not take %d records: %s", len(records.requests), exc)
+
+    def _summarize(
+        self, predictions: list[tuple[int, str, Feeds, Any]], batch: dict[str, Any]
+    ) -> None:
+        """Rows, imputed values, predictions by id and shadow agreement for the monitor."""
+        tags = self.tags
+        rate = self.monitoring.sample_rate
+        keep = [p for p in predictions if rate >= 1.0 or np.random.random() < rate]
+        numeric_names, categorical_names = self.schema.numeric, self.schema.categorical
+        if numeric_names:
+            all_numeric = np.concatenate([f[NUMERIC_INPUT] for _, _, f, _ in predictions])
+            missing = np.isnan(all_numeric).sum(axis=0)
+            for name, n in zip(numeric_names, missing.tolist(), strict=True):
+                if n:
+                    self.m_imputed.inc(n, {**tags, "feature": name})
+            if keep:
+                batch["numeric"] = np.concatenate([f[NUMERIC_INPUT] for _, _, f, _ in keep])
+        if categorical_names:
+            all_cats = np.concatenate([f[CATEGORICAL_INPUT] for _, _, f, _ in predictions])
+            missing = (all_cats == MISSING_CATEGORY).sum(axis=0)
+            for name, n in zip(categorical_names, missing.tolist(), strict=True):
+                if n:
+                    self.m_imputed.inc(n, {**tags, "feature": name})
+            if keep:
+                batch["categorical"] = np.concatenate([f[CATEGORICAL_INPUT] for _, _, f, _ in keep])
+        if keep:
+            batch["sampled_predictions"] = np.concatenate([np.asarray(lab) for *_, lab in keep])
+        by_version: list[tuple[int, list[str], list[Any]]] = []
+        for version, rid, _, labels in predictions:
+            values = np.asarray(labels).tolist()
+            by_version.append((version, [f"{rid}-{i}" for i in range(len(values))], values))
+            if self.classification:
+                classes, counts = np.unique(np.asarray(labels).astype(str), return_counts=True)
+                for cls, n in zip(classes.tolist(), counts.tolist(), strict=True):
+                    self.m_predictions.inc(n, {**tags, "version": str(version), "class": cls})
+            elif len(self.value_edges):
+                index = np.searchsorted(self.value_edges, np.asarray(labels, dtype=float))
+                for b, n in enumerate(np.bincount(index, minlength=len(self.value_bins))):
+                    if n:
+                        self.m_value.inc(
+                            int(n), {**tags, "version": str(version), "bin": self.value_bins[b]}
+                        )
+        batch["predictions"] = by_version
+        shadow = self.versions.get(self.routing.shadow) if self.routing.shadow else None
+        if shadow is not None:
+            feeds = {
+                k: np.concatenate([f[k] for _, _, f, _ in predictions]) for k in predictions[0][2]
+            }
+            given = np.concatenate([np.asarray(lab) for *_, lab in predictions])
+            answer = shadow.predictor.run(feeds).labels
+            if self.classification:
+                agree = int((np.asarray(answer).astype(str) == given.astype(str)).sum())
+            else:
+                agree = int(np.isclose(answer.astype(float), given.astype(float), rtol=0.05).sum())
+            outcome = {"agree": agree, "disagree": len(given) - agree}
+            for key, n in outcome.items():
+                if n:
+                    self.m_shadow.inc(n, {**tags, "version": str(shadow.number), "outcome": key})
+            batch["shadow"] = outcome
 
     # -- access control ----------------------------------------------------------------
     def authorize(self, headers: list[tuple[bytes, bytes]], role: str) -> ApiKey | None:
@@ -253,23 +554,30 @@ class ModelServer:
             raise HttpError(400, {"error": f"the body is not valid JSON: {exc}"}) from None
 
     async def __call__(self, request: Request) -> Response:
+        started = time.perf_counter()
         scope = request.scope
         route, params, role = route_role(scope["method"], scope["path"])
         extra: dict[str, str] | None = None
+        served: list[int] = []  # the version that answered, once chosen
+        error = False
         try:
             if role is None:
                 raise HttpError(404, {"error": f"no route {scope['method']} {scope['path']}"})
             if role != PUBLIC:
                 self.authorize(scope["headers"], role)
             if route is None or route.handler not in _HOT:
-                return await self._forward(request)
+                response = await self._forward(request)
+                self._note(route, None, response.status_code, started, False)
+                return response
             raw = await self._read(scope, request.receive)
             self._active += 1
             try:
                 if route.handler == "predict":
-                    body = await self.predict_body(scope["headers"], params["name"], raw)
+                    body = await self.predict_body(scope["headers"], params["name"], raw, served)
                 else:
-                    body = await self.infer_body(params["name"], params.get("version"), raw)
+                    body = await self.infer_body(
+                        params["name"], params.get("version"), raw, scope["headers"], served
+                    )
             finally:
                 self._active -= 1
             status = 200
@@ -278,7 +586,21 @@ class ModelServer:
             body = orjson.dumps(exc.body)
         except RequestInvalid as exc:
             status, body = 422, orjson.dumps(self._invalid(exc))
+        except Exception as exc:  # a failed prediction: counted against the version that ran
+            logger.exception("prediction failed")
+            status, error = 500, True
+            body = orjson.dumps({"error": f"the prediction failed: {type(exc).__name__}"})
+        self._note(route, served[0] if served else None, status, started, error)
         return Response(body, status, extra, media_type="application/json")
+
+    def _note(
+        self, route: Route | None, version: int | None, status: int, started: float, error: bool
+    ) -> None:
+        if self.monitor is None:
+            return
+        self._ensure_background()
+        name = route.handler if route is not None else "unmatched"
+        self._records.requests.append((name, version, status, time.perf_counter() - started, error))
 
     async def _forward(self, request: Request) -> Response:
         """Answer a non-prediction route with the FastAPI app."""
@@ -340,44 +662,43 @@ class ModelServer:
             raise HttpError(
                 404, {"error": f"model {name!r} is not served here; this is {self.model_name!r}"}
             )
-        if version is not None and version != str(self.version):
+        if version is not None and not (version.isdigit() and int(version) in self.versions):
+            served = ", ".join(f"v{n}" for n in sorted(self.versions))
             raise HttpError(
-                404,
-                {"error": f"{self.model_name} v{version} is not served; v{self.version} is"},
+                404, {"error": f"{self.model_name} v{version} is not served; {served} are"}
             )
 
     # -- prediction ----------------------------------------------------------------------
-    async def _predict(self, feeds: Feeds, rows: int) -> Prediction:
+    async def _predict(self, feeds: Feeds, rows: int, served: ServedVersion) -> Prediction:
         # A request that is alone in the replica runs at once: the batch queue would only add
-        # latency. With others in flight, it joins them in one ONNX Runtime call.
+        # latency. With others in flight, it joins them in one ONNX Runtime call (per version).
         if 0 < rows < self.batch_rows and self._active > 1:
-            return await self._batched(feeds)
-        return self.predictor.run(feeds)
+            return await self._batched(feeds, served.number)
+        if self.monitor is not None:
+            self._records.batch_rows.append(rows)
+        return served.predictor.run(feeds)
 
-    @serve.batch(max_batch_size=512, batch_size_fn=lambda items: sum(_rows(f) for f in items))
-    async def _batched(self, items: list[Feeds]) -> list[Prediction]:
-        if len(items) == 1:
-            return [self.predictor.run(items[0])]
-        feeds = {k: np.concatenate([f[k] for f in items]) for k in items[0]}
-        result = self.predictor.run(feeds)
-        out = []
-        start = 0
-        for f in items:
-            stop = start + _rows(f)
-            scores = None if result.scores is None else result.scores[start:stop]
-            out.append(Prediction(labels=result.labels[start:stop], scores=scores))
-            start = stop
-        return out
-
-    def _warmup_feeds(self) -> Feeds:
-        feeds: Feeds = {}
-        if self.signature.numeric:
-            feeds[NUMERIC_INPUT] = np.zeros((1, len(self.signature.numeric)), dtype=np.float32)
-        if self.signature.categorical:
-            feeds[CATEGORICAL_INPUT] = np.full(
-                (1, len(self.signature.categorical)), "", dtype=object
-            )
-        return feeds
+    @serve.batch(max_batch_size=512, batch_size_fn=lambda items: sum(_rows(f) for f, _ in items))
+    async def _batched(self, items: list[tuple[Feeds, int]]) -> list[Prediction]:
+        out: list[Prediction | None] = [None] * len(items)
+        for number in {n for _, n in items}:  # one ONNX Runtime call per version
+            positions = [i for i, (_, n) in enumerate(items) if n == number]
+            served = self.versions.get(number) or self.champion
+            group = [items[i][0] for i in positions]
+            if self.monitor is not None:
+                self._records.batch_rows.append(sum(_rows(f) for f in group))
+            if len(group) == 1:
+                out[positions[0]] = served.predictor.run(group[0])
+                continue
+            feeds = {k: np.concatenate([f[k] for f in group]) for k in group[0]}
+            result = served.predictor.run(feeds)
+            start = 0
+            for i, f in zip(positions, group, strict=True):
+                stop = start + _rows(f)
+                scores = None if result.scores is None else result.scores[start:stop]
+                out[i] = Prediction(labels=result.labels[start:stop], scores=scores)
+                start = stop
+        return out  # type: ignore[return-value]
 
     # -- routes: health ------------------------------------------------------------------
     async def healthz(self, request: Request) -> Response:
@@ -442,7 +763,7 @@ class ModelServer:
             )
         return {
             "name": self.model_name,
-            "versions": [str(self.version)],
+            "versions": [str(n) for n in sorted(self.versions)],
             "platform": "onnxruntime",
             "inputs": inputs,
             "outputs": outputs,
@@ -465,19 +786,21 @@ class ModelServer:
     # ``__call__`` answers these itself; through the FastAPI app (OpenAPI, tests) they answer
     # the same way.
     async def predict(self, request: Request, name: str) -> Response:
-        body = await self.predict_body(request.scope["headers"], name, await request.body())
+        body = await self.predict_body(request.scope["headers"], name, await request.body(), [])
         return Response(body, media_type="application/json")
 
     async def v2_infer(self, request: Request, name: str) -> Response:
-        body = await self.infer_body(name, None, await request.body())
+        headers = request.scope["headers"]
+        body = await self.infer_body(name, None, await request.body(), headers, [])
         return Response(body, media_type="application/json")
 
     async def v2_infer_version(self, request: Request, name: str, version: str) -> Response:
-        body = await self.infer_body(name, version, await request.body())
+        headers = request.scope["headers"]
+        body = await self.infer_body(name, version, await request.body(), headers, [])
         return Response(body, media_type="application/json")
 
     async def predict_body(
-        self, headers: list[tuple[bytes, bytes]], name: str, raw: bytes
+        self, headers: list[tuple[bytes, bytes]], name: str, raw: bytes, served: list[int]
     ) -> bytes:
         """``POST /v1/models/{name}/predict``: JSON records in, one prediction per row out."""
         self._check_name(name)
@@ -496,8 +819,12 @@ class ModelServer:
                 ]
             )
         feeds = self.schema.records_to_feeds(records, raw)
-        result = await self._predict(feeds, len(records))
         rid = _header(headers, b"x-request-id") or os.urandom(8).hex()
+        model = self._choose(headers, rid)
+        served.append(model.number)
+        result = await self._predict(feeds, len(records), model)
+        if self.monitor is not None:
+            self._records.predictions.append((model.number, rid, feeds, result.labels))
         labels = result.labels.tolist()
         if self.classification:
             assert result.scores is not None
@@ -516,13 +843,20 @@ class ModelServer:
         return orjson.dumps(
             {
                 "model": self.model_name,
-                "version": self.version,
+                "version": model.number,
                 "request_id": rid,
                 "predictions": predictions,
             }
         )
 
-    async def infer_body(self, name: str, version: str | None, raw: bytes) -> bytes:
+    async def infer_body(
+        self,
+        name: str,
+        version: str | None,
+        raw: bytes,
+        headers: list[tuple[bytes, bytes]],
+        served: list[int],
+    ) -> bytes:
         """``POST /v2/models/{name}[/versions/{v}]/infer``: the Open Inference Protocol."""
         self._check_name(name, version)
         if len(raw) > self.config.max_body_bytes:
@@ -534,8 +868,12 @@ class ModelServer:
             )
         strict = b"true" in raw or b"false" in raw
         feeds, n = self.schema.tensors_to_feeds(body.get("inputs"), self.max_rows, strict=strict)
-        result = await self._predict(feeds, n)
         rid = body.get("id") if isinstance(body.get("id"), str) else os.urandom(8).hex()
+        model = self.versions[int(version)] if version else self._choose(headers, rid)
+        served.append(model.number)
+        result = await self._predict(feeds, n, model)
+        if self.monitor is not None:
+            self._records.predictions.append((model.number, rid, feeds, result.labels))
         if self.classification:
             assert result.scores is not None
             outputs = [
@@ -561,12 +899,96 @@ class ModelServer:
         return orjson.dumps(
             {
                 "model_name": self.model_name,
-                "model_version": str(self.version),
+                "model_version": str(model.number),
                 "id": rid,
                 "outputs": outputs,
             },
             option=orjson.OPT_SERIALIZE_NUMPY,
         )
+
+    # -- routes: monitoring ----------------------------------------------------------------
+    def _monitor_handle(self) -> Any:
+        if self.monitor is None:
+            raise HttpError(
+                409, {"error": "monitoring is off for this application (monitor.enabled=false)"}
+            )
+        self._ensure_background()
+        return self.monitor
+
+    async def feedback(self, request: Request) -> Response:
+        """``POST /v1/feedback``: ground-truth labels for earlier predictions, by their ``id``.
+
+        Body: ``{"labels": [{"id": "<prediction id>", "label": <true label>}, ...]}`` (or one
+        such object). Labels join their predictions in the monitor's live quality windows.
+        """
+        monitor = self._monitor_handle()
+        body = self._parse(await request.body())
+        items = body.get("labels", [body]) if isinstance(body, dict) else body
+        if not isinstance(items, list) or not 1 <= len(items) <= 10_000:
+            raise RequestInvalid(
+                [Problem(("body", "labels"), "expected 1 to 10000 {id, label} objects", "type")]
+            )
+        problems: list[Problem] = []
+        pairs: list[tuple[str, Any]] = []
+        allowed = set(self.classes)
+        for i, item in enumerate(items):
+            where = ("body", "labels", i)
+            if not isinstance(item, dict) or set(item) != {"id", "label"}:
+                problems.append(Problem(where, "expected an object with `id` and `label`", "type"))
+                continue
+            rid, label = item["id"], item["label"]
+            if not isinstance(rid, str) or not rid:
+                problems.append(Problem((*where, "id"), "expected a prediction id", "type"))
+            elif self.classification and str(label) not in allowed:
+                problems.append(
+                    Problem((*where, "label"), f"expected one of {sorted(allowed)}", "enum")
+                )
+            elif not self.classification and (
+                isinstance(label, bool)
+                or not isinstance(label, int | float)
+                or not math.isfinite(label)
+            ):
+                problems.append(Problem((*where, "label"), "expected a finite number", "type"))
+            else:
+                pairs.append((rid, str(label) if self.classification else float(label)))
+        if problems:
+            raise RequestInvalid(problems)
+        return _json(await monitor.feedback.remote(pairs))
+
+    async def admin_monitor(self, request: Request) -> Response:
+        """Live drift, quality per version, rollout state and the latest audit entries."""
+        status = await self._monitor_handle().status.remote()
+        status["audit"] = self.registry.audit(self.model_name)[-20:]
+        status["audit_intact"] = not self.registry.verify_audit(self.model_name)
+        status["replica_routing"] = self.routing.__dict__
+        return _json(status)
+
+    async def _admin_move(self, request: Request, action: str) -> Response:
+        entry = self.authorize(request.scope["headers"], "admin")
+        actor = f"api-key:{entry.name}" if entry is not None else "admin (auth off)"
+        raw = await request.body()
+        body = self._parse(raw) if raw.strip() else {}
+        if not isinstance(body, dict) or set(body) - {"version", "reason"}:
+            raise RequestInvalid(
+                [Problem(("body",), "expected {version?: int, reason?: str}", "type")]
+            )
+        version = body.get("version")
+        if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+            raise RequestInvalid([Problem(("body", "version"), "expected an integer", "type")])
+        reason = str(body.get("reason") or f"manual {action} through the admin API")
+        monitor = self._monitor_handle()
+        result = await getattr(monitor, action).remote(actor, version, reason)
+        if "error" in result:
+            raise HttpError(409, result)
+        return _json({"action": action, "actor": actor, "reason": reason, **result})
+
+    async def admin_promote(self, request: Request) -> Response:
+        """Make the challenger (or ``version``) champion, now; audited with the key's name."""
+        return await self._admin_move(request, "promote")
+
+    async def admin_rollback(self, request: Request) -> Response:
+        """Drop the challenger, or restore the previous champion (or ``version``)."""
+        return await self._admin_move(request, "rollback")
 
     # -- routes: admin -------------------------------------------------------------------
     async def admin_config(self, request: Request) -> Response:
@@ -650,16 +1072,35 @@ def deployment_options(config: ServeConfig) -> dict[str, Any]:
     return options
 
 
+MONITOR = "Monitor"
+
+
 def build_app(args: dict[str, Any]) -> Application:
     """Application builder (``import_path: framework.serving.app:build_app``)."""
+    from ray.serve.config import BackpressureConfig
+
+    from framework.monitoring.service import Monitor
+
     settings = AppArgs.model_validate(args)
     options = deployment_options(settings.serve)
     deployment = serve.deployment(name=DEPLOYMENT)(ModelServer).options(**options)
-    from ray.serve.config import BackpressureConfig
-
     deployment = deployment.options(
         backpressure_config=BackpressureConfig(
             status_code=503, retry_after_s=settings.serve.retry_after_s
         )
     )
-    return deployment.bind(settings.model_dump(mode="json"))
+    plain = settings.model_dump(mode="json")
+    if not settings.monitor.enabled:
+        return deployment.bind(plain)
+    monitor = serve.deployment(name=MONITOR)(Monitor).options(**monitor_options(settings))
+    return deployment.bind(plain, monitor.bind(plain))
+
+
+def monitor_options(settings: AppArgs) -> dict[str, Any]:
+    """The monitor is one replica: it holds the windows and takes the rollout decisions."""
+    return {
+        "num_replicas": 1,
+        "max_ongoing_requests": 256,
+        "ray_actor_options": {"num_cpus": 0.1},
+        "health_check_period_s": settings.serve.health_check_period_s,
+    }

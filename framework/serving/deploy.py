@@ -60,6 +60,7 @@ def app_args(cfg: RootConfig) -> AppArgs:
         keys_base=str(Path.cwd()),
         serve=cfg.serve,
         security=cfg.security,
+        monitor=cfg.monitor,
     )
 
 
@@ -112,7 +113,7 @@ def example_row(version: ModelVersion) -> dict[str, Any]:
 
 def serve_config_document(cfg: RootConfig) -> dict[str, Any]:
     """A Ray Serve config file: for ``serve run``/``serve deploy`` or a RayService."""
-    from framework.serving.app import DEPLOYMENT, deployment_options
+    from framework.serving.app import DEPLOYMENT, MONITOR, deployment_options, monitor_options
 
     args = app_args(cfg)
     options = deployment_options(cfg.serve)
@@ -134,7 +135,8 @@ def serve_config_document(cfg: RootConfig) -> dict[str, Any]:
                 "route_prefix": cfg.serve.route_prefix,
                 "import_path": IMPORT_PATH,
                 "args": args.model_dump(mode="json"),
-                "deployments": [deployment],
+                "deployments": [deployment]
+                + ([{"name": MONITOR, **monitor_options(args)}] if cfg.monitor.enabled else []),
             }
         ],
     }

@@ -14,7 +14,7 @@ import pandas as pd
 
 from framework.config import RootConfig
 from framework.data.noise import NoiseReport
-from framework.data.profile import reference_profile
+from framework.data.profile import reference_profile, reference_rows
 from framework.data.validation import ValidationReport
 from framework.export.onnx import ExportedModel, export_pipeline
 from framework.export.parity import ParityReport, check_parity
@@ -185,6 +185,9 @@ def train(
             "profile.json": json.dumps(
                 reference_profile(parts.train, data, task), indent=2
             ).encode(),
+            "reference.npz": reference_rows(
+                parts.train, data, task, cfg.monitor.drift.reference_rows, cfg.train.seed
+            ),
             "metrics.json": json.dumps(metrics, indent=2).encode(),
             "validation_report.json": json.dumps(
                 dataset.report.to_dict(), indent=2, default=str

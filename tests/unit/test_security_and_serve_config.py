@@ -97,7 +97,8 @@ def test_the_ray_serve_config_file_mirrors_the_config(tmp_path: Path) -> None:
     assert app["import_path"] == IMPORT_PATH
     assert app["name"] == "breast_cancer" and app["route_prefix"] == "/"
     assert app["args"]["store_path"] == str((tmp_path / "registry").resolve())
-    (deployment,) = app["deployments"]
+    deployment, monitor = app["deployments"]
+    assert monitor["name"] == "Monitor" and monitor["num_replicas"] == 1
     assert deployment["autoscaling_config"]["max_replicas"] == 4
     assert deployment["max_queued_requests"] == 10
     assert deployment["ray_actor_options"] == {"num_cpus": 0.25}

@@ -1,0 +1,1 @@
+"""Monitoring: drift detection, live quality windows, rollout policy, reports."""

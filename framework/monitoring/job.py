@@ -1,0 +1,132 @@
+"""``task=monitor``: check a batch of new data for drift against the served model version."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from framework import registry
+from framework.config import RootConfig
+from framework.config.monitor import DriftConfig
+from framework.data.noise import inject_noise
+from framework.data.validation import validate_frame
+from framework.errors import FrameworkError, RegistryError
+from framework.export.onnx import Signature
+from framework.export.predictor import OnnxPredictor
+from framework.monitoring.drift import DriftDetector, DriftReport
+from framework.monitoring.report import write_report
+from framework.store.registry import ModelRegistry, ModelVersion
+
+#: Exit status of ``task=monitor`` when drift passes the threshold.
+DRIFT_EXIT = 6
+
+
+@dataclass
+class MonitorResult:
+    version: ModelVersion
+    report: DriftReport
+    json_path: Path
+    html_path: Path
+
+
+def detector_for(version: ModelVersion, config: DriftConfig) -> DriftDetector:
+    """The drift detector of a version, from its ``reference.npz``."""
+    path = version.file("reference.npz")
+    if not path.is_file():
+        raise RegistryError(
+            f"{version.name} v{version.version} has no drift reference (reference.npz)",
+            hint="versions registered by this framework's task=train carry one; retrain",
+        )
+    categorical = {
+        name
+        for name, spec in version.manifest.get("schema", {}).items()
+        if spec.get("dtype") in ("category", "str", "bool")
+    }
+    return DriftDetector.from_bytes(path.read_bytes(), config, categorical)
+
+
+def load_new_data(cfg: RootConfig) -> tuple[pd.DataFrame, str]:
+    """The rows to check: ``monitor.data_path``, or the data/ source after its noise block."""
+    data = cfg.data
+    path = cfg.monitor.data_path
+    if path is not None:
+        file = Path(path)
+        if not file.exists():
+            raise FrameworkError(f"no such file: {file}", path="monitor.data_path")
+        raw = pd.read_parquet(file) if file.suffix in (".parquet", ".pq") else pd.read_csv(file)
+        origin = str(file)
+    else:
+        raw = registry.sources.get(data.source.type).impl(data.source).load()
+        origin = f"{data.source.type} source of data/{data.name}"
+        if data.noise.enabled:
+            raw, _ = inject_noise(raw, data)
+            origin += " (after the noise simulator)"
+    columns = {n: s for n, s in data.columns.items() if n in raw.columns or n != data.target}
+    frame, _ = validate_frame(raw, columns, data.checks)
+    return frame, origin
+
+
+def monitor_batch(cfg: RootConfig, output_dir: Path) -> MonitorResult:
+    store = ModelRegistry(cfg.store.path)
+    version = store.resolve(cfg.model_name, cfg.serve.alias)
+    version.verify()
+    detector = detector_for(version, cfg.monitor.drift)
+    frame, origin = load_new_data(cfg)
+    signature = Signature.from_dict(version.manifest["signature"])
+    predictor = OnnxPredictor(version.file("model.onnx").read_bytes(), signature)
+    prediction = predictor.predict_frame(frame).labels
+    current: dict[str, np.ndarray] = {}
+    for name in detector.order:
+        if name not in frame.columns:
+            continue
+        column = frame[name]
+        if name in detector.numeric:
+            current[name] = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
+        else:
+            current[name] = column.astype(object).where(column.notna(), None).to_numpy()
+    report = detector.check(current, prediction)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    context = {
+        "model": version.name,
+        "version": version.version,
+        "alias": cfg.serve.alias,
+        "data": origin,
+    }
+    folder = Path(cfg.monitor.report_dir)
+    if not folder.is_absolute():
+        folder = output_dir / folder
+    json_path, html_path = write_report(
+        report, folder, f"drift-{version.name}-v{version.version}-{stamp}", context
+    )
+    return MonitorResult(version, report, json_path, html_path)
+
+
+def print_result(console: Console, result: MonitorResult) -> None:
+    report = result.report
+    table = Table(title=f"drift of {result.version.name} v{result.version.version} inputs")
+    for column in ("feature", "test", "statistic", "p adjusted", "PSI", "verdict"):
+        table.add_column(column)
+    shown = list(report.features) + ([report.prediction] if report.prediction else [])
+    for f in shown:
+        table.add_row(
+            f.name,
+            f.test,
+            f"{f.statistic:.4f}",
+            f"{f.p_adjusted:.2e}",
+            f"{f.psi:.4f}",
+            "[red]drifted[/]" if f.drifted else "ok",
+        )
+    console.print(table)
+    drifted = ", ".join(report.drifted) or "none"
+    console.print(f"Drifted features ({len(report.drifted)}/{len(report.features)}): {drifted}")
+    console.print(f"Report: {result.json_path}\n        {result.html_path}")
+    if report.drift:
+        console.print(f"[bold red]DRIFT[/]: exit status {DRIFT_EXIT}")
+    else:
+        console.print("[green]no drift[/] past the threshold")
