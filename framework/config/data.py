@@ -134,9 +134,11 @@ class NoiseConfig(StrictModel):
     )
     minority_class: str | None = Field(None, description="Class to downsample (default: rarest).")
     columns: list[str] | None = Field(None, description="Columns to corrupt (default: features).")
-    shift: dict[str, float] = Field(
-        default_factory=dict,
-        description="Drift: move these numeric columns by this many standard deviations.",
+    shift_columns: list[str] = Field(
+        default_factory=list, description="Drift: numeric columns moved by `shift_std`."
+    )
+    shift_std: float = Field(
+        1.0, description="How far the shifted columns move, in their standard deviations."
     )
     label_shuffle: bool = Field(
         False, description="Shuffle the target across rows (a model trained on it is useless)."
@@ -205,11 +207,11 @@ class DataConfig(StrictModel):
             unknown = sorted(set(self.noise.columns) - set(self.columns))
             if unknown:
                 raise ValueError(f"noise.columns names undeclared columns: {', '.join(unknown)}")
-        for column in self.noise.shift:
+        for column in self.noise.shift_columns:
             spec = self.columns.get(column)
             if spec is None or not spec.numeric:
                 raise ValueError(
-                    f"noise.shift: {column!r} is not a numeric column; numeric columns: "
+                    f"noise.shift_columns: {column!r} is not a numeric column; numeric columns: "
                     + ", ".join(c for c, s in self.columns.items() if s.numeric)
                 )
         return self

@@ -38,9 +38,9 @@ def inject_noise(frame: pd.DataFrame, data: DataConfig) -> tuple[pd.DataFrame, N
     frame = frame.copy()
     target = data.target
     counts = {"missing": 0, "nan_string": 0, "outlier": 0, "missing_label": 0, "shifted": 0}
-    for column, std_shift in noise.shift.items():  # drift, before any other corruption
+    for column in noise.shift_columns:  # drift, before any other corruption
         numeric = pd.to_numeric(frame[column], errors="coerce")
-        moved = numeric + std_shift * (numeric.std() or 1.0)
+        moved = numeric + noise.shift_std * (numeric.std() or 1.0)
         spec = data.columns[column]
         if spec.dtype == "int":
             moved = moved.round()

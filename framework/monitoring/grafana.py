@@ -1,0 +1,267 @@
+"""The Grafana dashboard of the serving metrics, generated from one panel table.
+
+``python -m framework.monitoring.grafana > serve_configs/grafana_dashboard.json`` writes the
+file kept in the repository (a unit test checks that it matches). Import it in Grafana
+(Dashboards > New > Import) and pick the Prometheus data source that scrapes Ray's metrics
+endpoint; every series is a Ray metric, so its name carries Ray's ``ray_`` prefix.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+PREDICT = 'route=~"predict|v2_infer|v2_infer_version"'
+
+#: (title, panel type, unit, [(PromQL, legend)], description)
+PANELS: list[tuple[str, str, str, list[tuple[str, str]], str]] = [
+    (
+        "Requests per second by version and status",
+        "timeseries",
+        "reqps",
+        [
+            (
+                f"sum by (version, status) (rate(ray_framework_requests_total{{{PREDICT}}}[1m]))",
+                "v{{version}} {{status}}",
+            )
+        ],
+        "Prediction requests answered, by the model version that answered and HTTP status.",
+    ),
+    (
+        "Latency p50 / p99 by version",
+        "timeseries",
+        "s",
+        [
+            (
+                "histogram_quantile(0.5, sum by (le, version) "
+                f"(rate(ray_framework_request_duration_seconds_bucket{{{PREDICT}}}[5m])))",
+                "p50 v{{version}}",
+            ),
+            (
+                "histogram_quantile(0.99, sum by (le, version) "
+                f"(rate(ray_framework_request_duration_seconds_bucket{{{PREDICT}}}[5m])))",
+                "p99 v{{version}}",
+            ),
+        ],
+        "Time from request to response inside the replica.",
+    ),
+    (
+        "Error ratio (5xx) by version",
+        "timeseries",
+        "percentunit",
+        [
+            (
+                "sum by (version) (rate(ray_framework_requests_total"
+                f'{{{PREDICT}, status=~"5.."}}[5m])) / sum by (version) '
+                f"(rate(ray_framework_requests_total{{{PREDICT}}}[5m]))",
+                "v{{version}}",
+            )
+        ],
+        "Share of prediction requests that failed inside the model.",
+    ),
+    (
+        "Traffic share: declared and observed",
+        "timeseries",
+        "percentunit",
+        [
+            (
+                "max by (version, alias) (ray_framework_traffic_share_ratio)",
+                "declared {{alias}} v{{version}}",
+            ),
+            (
+                f"sum by (version) (rate(ray_framework_requests_total{{{PREDICT}}}[1m])) / "
+                f"ignoring(version) group_left sum(rate(ray_framework_requests_total"
+                f"{{{PREDICT}}}[1m]))",
+                "observed v{{version}}",
+            ),
+        ],
+        "The rollout policy's declared weights against what the router did.",
+    ),
+    (
+        "Rollout step of the challenger",
+        "stat",
+        "none",
+        [("max(ray_framework_rollout_step)", "step")],
+        "Index into monitor.rollout.steps; -1 when there is no challenger.",
+    ),
+    (
+        "Live quality by version",
+        "timeseries",
+        "percentunit",
+        [
+            (
+                "max by (version, metric) (ray_framework_live_quality)",
+                "{{metric}} v{{version}}",
+            )
+        ],
+        "Accuracy and macro F1 (or MAE/RMSE) on labels sent to /v1/feedback; empty while a "
+        "version has fewer than window.min_labels labels.",
+    ),
+    (
+        "Labels in the quality window",
+        "timeseries",
+        "none",
+        [("max by (version) (ray_framework_live_labels)", "v{{version}}")],
+        "How many labelled predictions each version's live quality rests on.",
+    ),
+    (
+        "Live confusion matrix",
+        "table",
+        "none",
+        [
+            (
+                "max by (version, actual, predicted) (ray_framework_live_confusion)",
+                "v{{version}} {{actual}} -> {{predicted}}",
+            )
+        ],
+        "Rows of each true class predicted as each class, in the live window.",
+    ),
+    (
+        "Predicted classes by version",
+        "timeseries",
+        "rps",
+        [
+            (
+                "sum by (version, class) (rate(ray_framework_predictions_total[5m]))",
+                "v{{version}} {{class}}",
+            )
+        ],
+        "The prediction distribution; a shift here is often the first sign of drift.",
+    ),
+    (
+        "Feature drift: PSI per feature",
+        "bargauge",
+        "none",
+        [("max by (feature) (ray_framework_feature_drift_psi)", "{{feature}}")],
+        "Population stability index of the live window against the training reference.",
+    ),
+    (
+        "Drifted features",
+        "stat",
+        "none",
+        [("sum(max by (feature) (ray_framework_feature_drifted))", "drifted")],
+        "Features whose corrected test and PSI both passed the monitor/ thresholds.",
+    ),
+    (
+        "Drift test p-value (corrected) per feature",
+        "bargauge",
+        "none",
+        [("max by (feature) (ray_framework_feature_drift_p_value)", "{{feature}}")],
+        "KS (numeric) or chi-square (categorical) p-value after the multiple-testing correction.",
+    ),
+    (
+        "Imputed (missing) feature values",
+        "timeseries",
+        "rps",
+        [
+            (
+                "sum by (feature) (rate(ray_framework_imputed_values_total[5m]))",
+                "{{feature}}",
+            )
+        ],
+        "Missing nullable features in requests, imputed with training statistics.",
+    ),
+    (
+        "Feed age: seconds since last request and label",
+        "timeseries",
+        "s",
+        [
+            ("max(ray_framework_seconds_since_last_request)", "requests"),
+            ("max(ray_framework_seconds_since_last_label)", "labels"),
+        ],
+        "A request source or label feed that stops shows as a growing age.",
+    ),
+    (
+        "Shadow agreement",
+        "timeseries",
+        "rps",
+        [
+            (
+                "sum by (version, outcome) (rate(ray_framework_shadow_predictions_total[5m]))",
+                "shadow v{{version}} {{outcome}}",
+            )
+        ],
+        "Rows the shadow version predicted, agreeing or not with the answer returned.",
+    ),
+    (
+        "Rows per ONNX Runtime call",
+        "timeseries",
+        "none",
+        [
+            (
+                "histogram_quantile(0.5, sum by (le) (rate(ray_framework_batch_rows_bucket[5m])))",
+                "p50",
+            ),
+            (
+                "histogram_quantile(0.99, sum by (le) (rate(ray_framework_batch_rows_bucket[5m])))",
+                "p99",
+            ),
+        ],
+        "Batch sizes after request batching.",
+    ),
+]
+
+
+def dashboard() -> dict[str, Any]:
+    """The dashboard document (Grafana's JSON model, schema version 39)."""
+    source = {"type": "prometheus", "uid": "${datasource}"}
+    panels = []
+    for index, (title, kind, unit, queries, description) in enumerate(PANELS):
+        width = 12 if kind in ("timeseries", "table", "bargauge") else 6
+        panels.append(
+            {
+                "id": index + 1,
+                "type": kind,
+                "title": title,
+                "description": description,
+                "datasource": source,
+                "gridPos": {"h": 8, "w": width, "x": (index % 2) * 12, "y": (index // 2) * 8},
+                "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+                "options": {},
+                "targets": [
+                    {
+                        "refId": chr(65 + i),
+                        "datasource": source,
+                        "expr": expr,
+                        "legendFormat": legend,
+                    }
+                    for i, (expr, legend) in enumerate(queries)
+                ],
+            }
+        )
+    return {
+        "title": "Framework model serving",
+        "uid": "framework-serving",
+        "description": "Requests, latency, rollout, live quality and drift of models served by "
+        "python -m framework task=serve (Ray metrics).",
+        "tags": ["framework", "ray", "ml"],
+        "timezone": "browser",
+        "schemaVersion": 39,
+        "version": 1,
+        "editable": True,
+        "refresh": "10s",
+        "time": {"from": "now-1h", "to": "now"},
+        "templating": {
+            "list": [
+                {
+                    "name": "datasource",
+                    "label": "Prometheus",
+                    "type": "datasource",
+                    "query": "prometheus",
+                    "current": {},
+                    "hide": 0,
+                }
+            ]
+        },
+        "annotations": {"list": []},
+        "panels": panels,
+    }
+
+
+def main() -> None:
+    sys.stdout.write(json.dumps(dashboard(), indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
