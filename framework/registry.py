@@ -112,6 +112,7 @@ class Registry(Generic[T]):
 
 sources: Registry[Any] = Registry("source")
 models: Registry[Any] = Registry("model")
+drift_tests: Registry[Any] = Registry("drift test")
 
 _loaded = False
 _loading = False

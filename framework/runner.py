@@ -184,22 +184,21 @@ def _actor() -> str:
 
 def run_promote(cfg: RootConfig, output_dir: Path, console: Console) -> int:
     """Make the challenger (or version=N) champion; a running application follows."""
-    from framework.monitoring.rollout import promote
-
-    store = ModelRegistry(cfg.store.path)
-    changes = promote(store, cfg.model_name, cfg.version, _actor())
-    console.print(f"Promoted {cfg.model_name}: {_moves(changes)}")
-    console.print(f"Aliases now: {store.aliases(cfg.model_name)}")
-    return 0
+    return _move(cfg, console, "promote")
 
 
 def run_rollback(cfg: RootConfig, output_dir: Path, console: Console) -> int:
     """Drop the challenger, or restore the previous champion (or make version=N champion)."""
-    from framework.monitoring.rollout import rollback
+    return _move(cfg, console, "rollback")
+
+
+def _move(cfg: RootConfig, console: Console, action: str) -> int:
+    from framework.monitoring import rollout
 
     store = ModelRegistry(cfg.store.path)
-    changes = rollback(store, cfg.model_name, cfg.version, _actor())
-    console.print(f"Rolled back {cfg.model_name}: {_moves(changes)}")
+    changes = getattr(rollout, action)(store, cfg.model_name, cfg.version, _actor())
+    done = "Promoted" if action == "promote" else "Rolled back"
+    console.print(f"{done} {cfg.model_name}: {_moves(changes)}")
     console.print(f"Aliases now: {store.aliases(cfg.model_name)}")
     return 0
 

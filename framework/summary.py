@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from rich.console import Console
@@ -149,6 +150,20 @@ def print_registry(console: Console, store: ModelRegistry, name: str | None) -> 
                 v.manifest.get("data", {}).get("fingerprint", "")[:12],
             )
         console.print(table)
+        audit = store.audit(model)
+        problems = store.verify_audit(model)
+        chain = "hash chain intact" if not problems else f"[red]{'; '.join(problems[:3])}[/]"
+        console.print(f"Audit log: {len(audit)} entries, {chain}. Latest:")
+        for entry in audit[-5:]:
+            moved = ""
+            if "from" in entry or "to" in entry:
+                moved = f" {entry.get('alias') or 'share'} {entry.get('from')} -> {entry.get('to')}"
+            reason = f" ({entry['reason']})" if entry.get("reason") else ""
+            when = datetime.fromtimestamp(entry["time"]).isoformat(timespec="seconds")
+            console.print(
+                f"  {when} {entry['action']}{moved} by {entry.get('actor')}{reason}",
+                markup=False,
+            )
 
 
 def _main_metric(manifest: dict[str, Any]) -> tuple[str, float | None]:

@@ -10,6 +10,7 @@ from pydantic import (
     NonNegativeFloat,
     PositiveFloat,
     PositiveInt,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -27,11 +28,15 @@ class DriftConfig(StrictModel):
     least ``min_psi``.
     """
 
-    numeric_test: Literal["ks"] = Field(
-        "ks", description="Two-sample test for numeric features (scipy.stats.ks_2samp)."
+    numeric_test: str = Field(
+        "ks",
+        description="Drift test plugin for numeric features: ks (scipy.stats.ks_2samp), "
+        "cramervonmises.",
     )
-    categorical_test: Literal["chi2"] = Field(
-        "chi2", description="Test for categorical features (scipy.stats.chi2_contingency)."
+    categorical_test: str = Field(
+        "chi2",
+        description="Drift test plugin for categorical features: chi2 "
+        "(scipy.stats.chi2_contingency), g_test.",
     )
     alpha: float = Field(0.01, gt=0, lt=1, description="Family-wise significance level.")
     correction: Literal["bonferroni", "holm", "fdr_bh", "none"] = Field(
@@ -51,6 +56,20 @@ class DriftConfig(StrictModel):
     include_prediction: bool = Field(
         True, description="Also test the distribution of predictions against the training target."
     )
+
+    @field_validator("numeric_test", "categorical_test")
+    @classmethod
+    def _registered(cls, name: str, info: ValidationInfo) -> str:
+        from framework import registry
+
+        kind = "numeric" if info.field_name == "numeric_test" else "categorical"
+        names = [e.name for e in registry.drift_tests if e.impl.kind == kind]
+        if name not in names:
+            message = f"unknown {kind} drift test {name!r}; valid: {', '.join(names)}"
+            suggestion = registry.closest(name, names)
+            raise ValueError(message + (f"; did you mean {suggestion!r}?" if suggestion else ""))
+        return name
+
     reference_rows: PositiveInt = Field(
         20_000, description="Rows of the training split stored with a model as its drift reference."
     )
@@ -160,10 +179,10 @@ class MonitorConfig(StrictModel):
         1.0, gt=0, le=1, description="Share of requests whose rows go to the drift window."
     )
     flush_interval_s: PositiveFloat = Field(
-        0.5, description="How often a replica hands its records to the monitor."
+        1.0, description="How often a replica hands its records to the monitor."
     )
     routing_poll_s: PositiveFloat = Field(
-        0.5, description="How often replicas ask the monitor which versions to serve."
+        1.0, description="How often replicas ask the monitor which versions to serve."
     )
     registry_poll_s: PositiveFloat = Field(
         1.0, description="How often the monitor reads the registry aliases (task=promote etc.)."

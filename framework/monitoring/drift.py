@@ -1,8 +1,9 @@
 """Drift detection against the reference stored with a model version.
 
-Per numeric feature: scipy's two-sample Kolmogorov-Smirnov test and the population stability
-index (PSI) over the reference's quantile bins. Per categorical feature: scipy's chi-square
-test of the two frequency tables and PSI over the categories. The p-values are corrected for
+Per numeric feature: a two-sample test (a ``drift_tests`` plugin; by default scipy's
+Kolmogorov-Smirnov) and the population stability index (PSI) over the reference's quantile
+bins. Per categorical feature: a test of the two frequency tables (by default scipy's
+chi-square) and PSI over the categories. The p-values are corrected for
 the number of features tested together, and a feature counts as drifted only when the
 corrected p-value is under ``alpha`` AND its PSI reaches ``min_psi``: the first keeps chance
 out, the second keeps shifts too small to matter out (on a million rows everything is
@@ -174,7 +175,11 @@ class DriftDetector:
         config: DriftConfig,
         categorical: set[str] | None = None,
     ):
+        from framework import registry
+
         self.config = config
+        self.numeric_test = registry.drift_tests.get(config.numeric_test).impl
+        self.categorical_test = registry.drift_tests.get(config.categorical_test).impl
         categorical = categorical or set()
         self.numeric: dict[str, _NumericReference] = {}
         self.categorical: dict[str, _CategoricalReference] = {}
@@ -205,17 +210,18 @@ class DriftDetector:
         values = np.asarray(values, dtype=np.float64)
         missing = np.isnan(values)
         present = values[~missing] if missing.any() else values
+        test = self.config.numeric_test
         if present.size == 0 or ref.sorted.size == 0:
-            return _untested(name, "numeric", "ks", len(values), ref.missing_rate)
-        result = stats.ks_2samp(ref.sorted, present)
+            return _untested(name, "numeric", test, len(values), ref.missing_rate)
+        statistic, p_value = self.numeric_test.test(ref.sorted, present)
         current = ref._proportions(present)
         return FeatureDrift(
             name=name,
             kind="numeric",
-            test="ks",
-            statistic=float(result.statistic),
-            p_value=float(result.pvalue),
-            p_adjusted=float(result.pvalue),
+            test=test,
+            statistic=statistic,
+            p_value=p_value,
+            p_adjusted=p_value,
             psi=_psi(ref.proportions, current),
             drifted=False,
             rows=len(values),
@@ -231,8 +237,9 @@ class DriftDetector:
     ) -> FeatureDrift:
         missing = _missing(values)
         present = values[~missing].astype(str)
+        test = self.config.categorical_test
         if present.size == 0 or not ref.categories:
-            return _untested(name, "categorical", "chi2", len(values), ref.missing_rate)
+            return _untested(name, "categorical", test, len(values), ref.missing_rate)
         cats, counts = np.unique(present, return_counts=True)
         seen = dict(zip(cats.tolist(), counts.tolist(), strict=True))
         names = list(ref.categories) + sorted(set(seen) - set(ref.categories))
@@ -243,14 +250,13 @@ class DriftDetector:
         if len(names) < 2:
             statistic, p_value = 0.0, 1.0
         else:
-            test = stats.chi2_contingency(np.vstack([ref_counts, cur_counts]))
-            statistic, p_value = float(test.statistic), float(test.pvalue)
+            statistic, p_value = self.categorical_test.test(ref_counts, cur_counts)
         ref_p = ref_counts / ref_counts.sum()
         cur_p = cur_counts / cur_counts.sum()
         return FeatureDrift(
             name=name,
             kind="categorical",
-            test="chi2",
+            test=test,
             statistic=statistic,
             p_value=p_value,
             p_adjusted=p_value,

@@ -167,8 +167,8 @@ PANELS: list[tuple[str, str, str, list[tuple[str, str]], str]] = [
         "timeseries",
         "s",
         [
-            ("max(ray_framework_seconds_since_last_request)", "requests"),
-            ("max(ray_framework_seconds_since_last_label)", "labels"),
+            ("max(ray_framework_request_feed_age_seconds)", "requests"),
+            ("max(ray_framework_label_feed_age_seconds)", "labels"),
         ],
         "A request source or label feed that stops shows as a growing age.",
     ),

@@ -140,6 +140,9 @@ class Monitor:
         self.retrain_log: Path | None = None
         self._task: asyncio.Task[None] | None = None
         self.shares_set: set[tuple[str, str]] = set()
+        self.labels_joined = 0
+        self._quality_exported = -1
+        self._quality_cache: dict[int, dict[str, Any]] = {}
         self._metrics()
         self._read_aliases(initial=True)
 
@@ -191,12 +194,12 @@ class Monitor:
             tag_keys=("model", "version", "alias"),
         )
         self.g_since_request = Gauge(
-            "framework_seconds_since_last_request",
+            "framework_request_feed_age_seconds",
             description="Seconds since a replica last reported a request (a stopped feed).",
             tag_keys=("model",),
         )
         self.g_since_label = Gauge(
-            "framework_seconds_since_last_label",
+            "framework_label_feed_age_seconds",
             description="Seconds since the last label arrived on /v1/feedback.",
             tag_keys=("model",),
         )
@@ -227,7 +230,7 @@ class Monitor:
                 self._export()
             except Exception:  # the monitor never stops serving; the next tick tries again
                 logger.exception("monitor tick failed")
-            await asyncio.sleep(min(0.5, self.config.registry_poll_s))
+            await asyncio.sleep(min(1.0, self.config.registry_poll_s))
 
     # -- registry and routing ------------------------------------------------------------
     def _read_aliases(self, initial: bool = False) -> None:
@@ -259,7 +262,7 @@ class Monitor:
         if before.get("champion") != champion:
             self.step = _Step()
         self.generation += 1
-        logger.info("routing for %s: %s", self.name, self.routing())
+        logger.info("routing for %s: %s", self.name, self.current_routing())
 
     def _champion(self) -> int | None:
         alias = self.served_alias
@@ -289,6 +292,9 @@ class Monitor:
     async def routing(self) -> dict[str, Any]:
         """Which versions replicas serve: champion, challenger at a weight, shadow."""
         self._ensure_loop()
+        return self.current_routing()
+
+    def current_routing(self) -> dict[str, Any]:
         shadow = self.aliases.get(self.config.rollout.shadow_alias)
         champion = self._champion()
         return {
@@ -300,20 +306,24 @@ class Monitor:
         }
 
     # -- records from replicas -----------------------------------------------------------
-    async def record(self, batch: dict[str, Any]) -> None:
-        """Take one replica's records: requests, rows, predictions by id, shadow results."""
+    async def record(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Take one replica's records (requests, rows, predictions by id, shadow results);
+        answer with the current routing, which saves the replica a call."""
         self._ensure_loop()
         now = time.time()
-        for version, _status, latency_ms, error in batch.get("requests", ()):
+        versions = batch.get("versions")
+        if versions is not None and len(versions):
             self.last_request = now
-            if version is None:
-                continue
-            self.traffic[version] = self.traffic.get(version, 0) + 1
+            errors, latencies = batch["errors"], batch["latency_ms"]
             step = self.step
-            step.requests[version] = step.requests.get(version, 0) + 1
-            if error:
-                step.errors[version] = step.errors.get(version, 0) + 1
-            step.latencies.setdefault(version, deque(maxlen=5000)).append(latency_ms)
+            for version in np.unique(versions).tolist():
+                mine = versions == version
+                n = int(mine.sum())
+                self.traffic[version] = self.traffic.get(version, 0) + n
+                step.requests[version] = step.requests.get(version, 0) + n
+                step.errors[version] = step.errors.get(version, 0) + int(errors[mine].sum())
+                window = step.latencies.setdefault(version, deque(maxlen=5000))
+                window.extend(latencies[mine].tolist())
         numeric = batch.get("numeric")
         if (
             numeric is not None
@@ -336,17 +346,25 @@ class Monitor:
         sampled = batch.get("sampled_predictions")
         if sampled is not None:
             self.predicted.extend(sampled.tolist())
-        limit = self.config.window.tracked_predictions
-        for version, ids, labels in batch.get("predictions", ()):
-            for rid, label in zip(ids, labels, strict=True):
-                self.tracked[rid] = (version, label)
-                waiting = self.pending.pop(rid, None)
-                if waiting is not None:
-                    self._join(rid, waiting[0])
+        ids = batch.get("ids")
+        if ids:
+            pairs = zip(
+                batch["prediction_versions"].tolist(),
+                batch["prediction_labels"].tolist(),
+                strict=True,
+            )
+            self.tracked.update(zip(ids, pairs, strict=True))
+            if self.pending:
+                for rid in ids:
+                    waiting = self.pending.pop(rid, None)
+                    if waiting is not None:
+                        self._join(rid, waiting[0])
+            limit = self.config.window.tracked_predictions
             while len(self.tracked) > limit:
                 self.tracked.popitem(last=False)
         for outcome, count in batch.get("shadow", {}).items():
             self.shadow[outcome] = self.shadow.get(outcome, 0) + count
+        return self.current_routing()
 
     async def feedback(self, items: list[tuple[str, Any]]) -> dict[str, int]:
         """Ground-truth labels for earlier prediction ids."""
@@ -375,6 +393,7 @@ class Monitor:
         if self.classification:
             truth = str(truth)
         pair = (predicted, truth)
+        self.labels_joined += 1
         window = self.quality.setdefault(version, deque(maxlen=self.config.window.labels))
         window.append(pair)
         self.step.pairs.setdefault(version, []).append(pair)
@@ -557,6 +576,7 @@ class Monitor:
         for (version, alias), share in shares.items():
             self.g_share.set(share, {**tags, "version": version, "alias": alias})
         self.shares_set = {k for k, v in shares.items() if v > 0}
+        # Ray exports a gauge only while it is set within the report interval: set every tick.
         if self.drift is not None:
             for f in self.drift.features:
                 feature = {**tags, "feature": f.name}
@@ -564,7 +584,10 @@ class Monitor:
                 self.g_drift_stat.set(_finite(f.statistic), {**feature, "test": f.test})
                 self.g_drift_p.set(_finite(f.p_adjusted), feature)
                 self.g_drifted.set(1.0 if f.drifted else 0.0, feature)
-        for version, quality in self._quality().items():
+        if self._quality_exported != self.labels_joined:  # recomputed only on new labels
+            self._quality_exported = self.labels_joined
+            self._quality_cache = self._quality()
+        for version, quality in self._quality_cache.items():
             vtags = {**tags, "version": str(version)}
             self.g_labels.set(quality["labels"], vtags)
             names = ("accuracy", "f1_macro") if self.classification else ("mae", "rmse")
@@ -602,7 +625,7 @@ class Monitor:
             {
                 "model": self.name,
                 "aliases": self.aliases,
-                "routing": await self.routing(),
+                "routing": self.current_routing(),
                 "rollout": {
                     **self.rollout,
                     "steps": self.config.rollout.steps,

@@ -266,6 +266,7 @@ class ModelServer:
         self._started = time.time()
         self._active = 0  # prediction requests in this replica right now
         self._records = Records()
+        self._tag_cache: dict[tuple[str, str], dict[str, str]] = {}
         self._background: asyncio.Task[None] | None = None
         self._metrics()
         self.app = self._fastapi()
@@ -351,18 +352,20 @@ class ModelServer:
         while True:
             now = time.monotonic()
             try:
-                if now - last_poll >= poll:
-                    last_poll = now
-                    await self._update_routing()
                 if now - last_flush >= flush:
                     last_flush = now
-                    await self._flush()
+                    routing = await self._flush()
+                    if routing is not None:  # the monitor answered records with the routing
+                        last_poll = now
+                        await self._update_routing(routing)
+                if now - last_poll >= poll:
+                    last_poll = now
+                    await self._update_routing(await self.monitor.routing.remote())
             except Exception:  # a monitor that is away never stops predictions
                 logger.exception("background monitoring step failed")
             await asyncio.sleep(min(poll, flush) / 2)
 
-    async def _update_routing(self) -> None:
-        wanted = await self.monitor.routing.remote()
+    async def _update_routing(self, wanted: dict[str, Any]) -> None:
         if wanted["generation"] == self.routing.generation or wanted["champion"] is None:
             return
         numbers = [wanted[k] for k in ("champion", "challenger", "shadow") if wanted[k]]
@@ -412,34 +415,47 @@ class ModelServer:
                 return self.versions[routing.challenger]
         return self.versions[routing.champion]
 
-    async def _flush(self) -> None:
+    async def _flush(self) -> dict[str, Any] | None:
+        """Hand the records of the last interval to the metrics and the monitor, in bulk;
+        return the routing the monitor answers with (None: nothing was sent)."""
         records, self._records = self._records, Records()
         tags = self.tags
         counts: dict[tuple[str, str, str], int] = {}
-        for route, version, status, latency, _ in records.requests:
+        versions: list[int] = []
+        errors: list[bool] = []
+        latencies: list[float] = []
+        cache = self._tag_cache
+        for route, version, status, latency, error in records.requests:
             label = "" if version is None else str(version)
-            counts[(route, label, str(status))] = counts.get((route, label, str(status)), 0) + 1
-            self.m_latency.observe(latency, {**tags, "route": route, "version": label})
+            key = (route, label, str(status))
+            counts[key] = counts.get(key, 0) + 1
+            latency_tags = cache.get((route, label))
+            if latency_tags is None:
+                latency_tags = cache[(route, label)] = {**tags, "route": route, "version": label}
+            self.m_latency.observe(latency, latency_tags)
+            if version is not None:
+                versions.append(version)
+                errors.append(error)
+                latencies.append(latency * 1000.0)
         for (route, version, status), n in counts.items():
             self.m_requests.inc(n, {**tags, "route": route, "version": version, "status": status})
         for rows in records.batch_rows:
             self.m_batch.observe(rows, tags)
+        if not versions and not records.predictions:
+            return None
         batch: dict[str, Any] = {
-            "requests": [
-                (version, status, latency * 1000.0, error)
-                for _, version, status, latency, error in records.requests
-                if version is not None
-            ]
+            "versions": np.asarray(versions, dtype=np.int64),
+            "errors": np.asarray(errors, dtype=bool),
+            "latency_ms": np.asarray(latencies, dtype=np.float64),
         }
         if records.predictions:
             self._summarize(records.predictions, batch)
-        if not batch["requests"] and not records.predictions:
-            return
         try:
-            await self.monitor.record.remote(batch)
+            return await self.monitor.record.remote(batch)  # type: ignore[no-any-return]
         except Exception as exc:
             self.m_dropped.inc(len(records.requests), tags)
             logger.warning("the monitor did not take %d records: %s", len(records.requests), exc)
+            return None
 
     def _summarize(
         self, predictions: list[tuple[int, str, Feeds, Any]], batch: dict[str, Any]
@@ -447,54 +463,57 @@ class ModelServer:
         """Rows, imputed values, predictions by id and shadow agreement for the monitor."""
         tags = self.tags
         rate = self.monitoring.sample_rate
-        keep = [p for p in predictions if rate >= 1.0 or np.random.random() < rate]
-        numeric_names, categorical_names = self.schema.numeric, self.schema.categorical
-        if numeric_names:
-            all_numeric = np.concatenate([f[NUMERIC_INPUT] for _, _, f, _ in predictions])
-            missing = np.isnan(all_numeric).sum(axis=0)
-            for name, n in zip(numeric_names, missing.tolist(), strict=True):
+        sizes = [len(labels) for *_, labels in predictions]
+        feeds = {k: np.concatenate([f[k] for _, _, f, _ in predictions]) for k in predictions[0][2]}
+        labels = np.concatenate([np.asarray(lab) for *_, lab in predictions])
+        versions = np.repeat([v for v, *_ in predictions], sizes)
+        keep = np.repeat(
+            np.random.random(len(predictions)) < rate if rate < 1.0 else np.ones(len(sizes), bool),
+            sizes,
+        )
+        if NUMERIC_INPUT in feeds:
+            numeric = feeds[NUMERIC_INPUT]
+            missing = np.isnan(numeric).sum(axis=0)
+            for name, n in zip(self.schema.numeric, missing.tolist(), strict=True):
                 if n:
                     self.m_imputed.inc(n, {**tags, "feature": name})
-            if keep:
-                batch["numeric"] = np.concatenate([f[NUMERIC_INPUT] for _, _, f, _ in keep])
-        if categorical_names:
-            all_cats = np.concatenate([f[CATEGORICAL_INPUT] for _, _, f, _ in predictions])
-            missing = (all_cats == MISSING_CATEGORY).sum(axis=0)
-            for name, n in zip(categorical_names, missing.tolist(), strict=True):
+            batch["numeric"] = numeric[keep]
+        if CATEGORICAL_INPUT in feeds:
+            categorical = feeds[CATEGORICAL_INPUT]
+            missing = (categorical == MISSING_CATEGORY).sum(axis=0)
+            for name, n in zip(self.schema.categorical, missing.tolist(), strict=True):
                 if n:
                     self.m_imputed.inc(n, {**tags, "feature": name})
-            if keep:
-                batch["categorical"] = np.concatenate([f[CATEGORICAL_INPUT] for _, _, f, _ in keep])
-        if keep:
-            batch["sampled_predictions"] = np.concatenate([np.asarray(lab) for *_, lab in keep])
-        by_version: list[tuple[int, list[str], list[Any]]] = []
-        for version, rid, _, labels in predictions:
-            values = np.asarray(labels).tolist()
-            by_version.append((version, [f"{rid}-{i}" for i in range(len(values))], values))
+            batch["categorical"] = categorical[keep]
+        batch["sampled_predictions"] = labels[keep]
+        batch["ids"] = [
+            f"{rid}-{i}"
+            for (_, rid, _, _), n in zip(predictions, sizes, strict=True)
+            for i in range(n)
+        ]
+        batch["prediction_versions"] = versions
+        batch["prediction_labels"] = labels
+        for version in np.unique(versions).tolist():
+            mine = labels[versions == version]
             if self.classification:
-                classes, counts = np.unique(np.asarray(labels).astype(str), return_counts=True)
+                classes, counts = np.unique(mine.astype(str), return_counts=True)
                 for cls, n in zip(classes.tolist(), counts.tolist(), strict=True):
                     self.m_predictions.inc(n, {**tags, "version": str(version), "class": cls})
             elif len(self.value_edges):
-                index = np.searchsorted(self.value_edges, np.asarray(labels, dtype=float))
+                index = np.searchsorted(self.value_edges, mine.astype(float))
                 for b, n in enumerate(np.bincount(index, minlength=len(self.value_bins))):
                     if n:
                         self.m_value.inc(
                             int(n), {**tags, "version": str(version), "bin": self.value_bins[b]}
                         )
-        batch["predictions"] = by_version
         shadow = self.versions.get(self.routing.shadow) if self.routing.shadow else None
         if shadow is not None:
-            feeds = {
-                k: np.concatenate([f[k] for _, _, f, _ in predictions]) for k in predictions[0][2]
-            }
-            given = np.concatenate([np.asarray(lab) for *_, lab in predictions])
             answer = shadow.predictor.run(feeds).labels
             if self.classification:
-                agree = int((np.asarray(answer).astype(str) == given.astype(str)).sum())
+                agree = int((np.asarray(answer).astype(str) == labels.astype(str)).sum())
             else:
-                agree = int(np.isclose(answer.astype(float), given.astype(float), rtol=0.05).sum())
-            outcome = {"agree": agree, "disagree": len(given) - agree}
+                agree = int(np.isclose(answer.astype(float), labels.astype(float), rtol=0.05).sum())
+            outcome = {"agree": agree, "disagree": len(labels) - agree}
             for key, n in outcome.items():
                 if n:
                     self.m_shadow.inc(n, {**tags, "version": str(shadow.number), "outcome": key})

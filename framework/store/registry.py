@@ -187,7 +187,7 @@ class ModelRegistry:
                 raise
             self._audit(folder, "register", actor, version=version)
             if alias:
-                self._move_alias(folder, alias, version, actor)
+                self._write_aliases(folder, {alias: version}, actor, "alias", None)
         return self.get(name, version)
 
     def set_alias(
@@ -219,46 +219,43 @@ class ModelRegistry:
             if version is not None:
                 self.get(name, version)  # raises if absent
         with self._locked(name) as folder:
-            path = folder / "aliases.json"
-            before = json.loads(path.read_text()) if path.is_file() else {}
-            aliases = dict(before)
-            for alias, version in changes.items():
-                if version is None:
-                    aliases.pop(alias, None)
-                else:
-                    aliases[alias] = version
-            fd, tmp = tempfile.mkstemp(prefix=".aliases-", dir=folder)
-            with os.fdopen(fd, "w") as handle:
-                json.dump(aliases, handle, indent=2, sort_keys=True)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-            for alias, version in changes.items():
-                if before.get(alias) != version:
-                    fields: dict[str, Any] = {"alias": alias, "from": before.get(alias)}
-                    fields["to"] = version
-                    if reason:
-                        fields["reason"] = reason
-                    self._audit(folder, action, actor, **fields)
-        return before
+            return self._write_aliases(folder, changes, actor, action, reason)
 
-    def record(self, name: str, action: str, actor: str | None = None, **fields: Any) -> None:
-        """Append a decision that moves no alias (a rollout step, a retraining run)."""
-        with self._locked(name) as folder:
-            self._audit(folder, action, actor, **fields)
-
-    def _move_alias(self, folder: Path, alias: str, version: int, actor: str | None) -> None:
+    def _write_aliases(
+        self,
+        folder: Path,
+        changes: dict[str, int | None],
+        actor: str | None,
+        action: str,
+        reason: str | None,
+    ) -> dict[str, int]:
+        """Rewrite aliases.json through a temporary file (the caller holds the lock)."""
         path = folder / "aliases.json"
-        aliases = json.loads(path.read_text()) if path.is_file() else {}
-        previous = aliases.get(alias)
-        aliases[alias] = version
+        before = json.loads(path.read_text()) if path.is_file() else {}
+        aliases = dict(before)
+        for alias, version in changes.items():
+            if version is None:
+                aliases.pop(alias, None)
+            else:
+                aliases[alias] = version
         fd, tmp = tempfile.mkstemp(prefix=".aliases-", dir=folder)
         with os.fdopen(fd, "w") as handle:
             json.dump(aliases, handle, indent=2, sort_keys=True)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-        self._audit(folder, "alias", actor, alias=alias, **{"from": previous, "to": version})
+        for alias, version in changes.items():
+            if before.get(alias) != version:
+                fields: dict[str, Any] = {"alias": alias, "from": before.get(alias), "to": version}
+                if reason:
+                    fields["reason"] = reason
+                self._audit(folder, action, actor, **fields)
+        return before
+
+    def record(self, name: str, action: str, actor: str | None = None, **fields: Any) -> None:
+        """Append a decision that moves no alias (a rollout step, a retraining run)."""
+        with self._locked(name) as folder:
+            self._audit(folder, action, actor, **fields)
 
     @staticmethod
     def _audit(folder: Path, action: str, actor: str | None, **fields: Any) -> None:

@@ -24,20 +24,32 @@ def free_port() -> int:
 Runner = Callable[..., subprocess.CompletedProcess[str]]
 
 
+def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a CLI run: no usage stats, no inherited Ray address."""
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "COLUMNS": "120", **(extra or {})}
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+def run_cli(
+    work: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m framework ARGS`` in ``work``, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "framework", *args],
+        cwd=work,
+        env=cli_env(env),
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+    )
+
+
 @pytest.fixture
 def cli(tmp_path: Path) -> Runner:
     """``cli(*args, env=...)`` runs ``python -m framework`` in ``tmp_path``."""
 
     def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        full_env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "COLUMNS": "120", **(env or {})}
-        full_env.pop("RAY_ADDRESS", None)
-        return subprocess.run(
-            [sys.executable, "-m", "framework", *args],
-            cwd=tmp_path,
-            env=full_env,
-            capture_output=True,
-            text=True,
-            timeout=CLI_TIMEOUT_S,
-        )
+        return run_cli(tmp_path, *args, env=env)
 
     return run

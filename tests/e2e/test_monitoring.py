@@ -11,7 +11,6 @@ shifts two features; the batch job and the live metric flag exactly those).
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from sklearn.datasets import load_breast_cancer
 from framework.data.source import snake_case
 from framework.security.keys import add_key
 from framework.store.registry import ModelRegistry
-from tests.e2e.conftest import free_port
+from tests.e2e.conftest import cli_env, free_port, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -58,26 +57,11 @@ MONITOR = [
 NAME = "breast_cancer"
 
 
-def _env() -> dict[str, str]:
-    env = {
-        **os.environ,
-        "RAY_USAGE_STATS_ENABLED": "0",
-        "COLUMNS": "200",
-        "RAY_metrics_report_interval_ms": "1000",
-    }
-    env.pop("RAY_ADDRESS", None)
-    return env
+METRICS_ENV = {"RAY_metrics_report_interval_ms": "1000", "COLUMNS": "200"}
 
 
 def _cli(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "framework", *args],
-        cwd=work,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_cli(work, *args, env=METRICS_ENV)
 
 
 def _train(work: Path, *args: str) -> None:
@@ -198,7 +182,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
             "ray.include_dashboard=false",
         ],
         cwd=work,
-        env=_env(),
+        env=cli_env(METRICS_ENV),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -370,7 +354,7 @@ def test_prometheus_endpoint_has_the_framework_series(app: App) -> None:
         "ray_framework_traffic_share_ratio",
         "ray_framework_feature_drift_psi",
         "ray_framework_feature_drifted",
-        "ray_framework_seconds_since_last_label",
+        "ray_framework_label_feed_age_seconds",
         "ray_framework_imputed_values_total",
     }
     deadline = time.monotonic() + 60
@@ -400,7 +384,7 @@ def test_prometheus_endpoint_has_the_framework_series(app: App) -> None:
     drifted = [s for s in _series(text, "ray_framework_feature_drifted") if s[1] == 1.0]
     assert drifted == [], "unshifted traffic must not be flagged"
     # A label feed that stops shows as a growing age, and serving goes on.
-    ages = [v for _, v in _series(text, "ray_framework_seconds_since_last_label")]
+    ages = [v for _, v in _series(text, "ray_framework_label_feed_age_seconds")]
     assert ages and ages[0] >= 0
 
 

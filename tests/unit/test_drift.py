@@ -109,3 +109,22 @@ def test_the_committed_grafana_dashboard_is_the_generated_one() -> None:
     for series in ("requests_total", "live_quality", "feature_drift_psi", "traffic_share_ratio"):
         assert any(f"ray_framework_{series}" in e for e in exprs)
     assert len({p["id"] for p in document["panels"]}) == len(document["panels"])
+
+
+def test_drift_tests_are_plugins_and_a_wrong_name_is_named() -> None:
+    from pydantic import ValidationError
+
+    from framework import registry
+
+    assert {"ks", "cramervonmises", "chi2", "g_test"} <= set(registry.drift_tests.names())
+    with pytest.raises(ValidationError, match="did you mean 'ks'"):
+        DriftConfig(numeric_test="kss")
+    with pytest.raises(ValidationError, match="unknown categorical drift test 'ks'"):
+        DriftConfig(categorical_test="ks")
+    config = DriftConfig(numeric_test="cramervonmises", categorical_test="g_test")
+    rng = np.random.default_rng(3)
+    reference = {"x": rng.normal(size=5_000), "c": rng.choice(["a", "b"], 5_000).astype(object)}
+    current = {"x": rng.normal(0.5, 1, size=2_000), "c": rng.choice(["a", "b"], 2_000)}
+    report = DriftDetector(reference, None, config, categorical={"c"}).check(current)
+    assert report.drifted == ["x"]
+    assert [f.test for f in report.features] == ["cramervonmises", "g_test"]

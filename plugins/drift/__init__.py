@@ -1,0 +1,1 @@
+"""Built-in drift tests: two-sample tests from scipy.stats, registered by name."""
