@@ -111,7 +111,9 @@ class Monitor:
         self.workdir = settings.keys_base
         self.served_alias = settings.serve.alias
         self.aliases: dict[str, int] = {}
-        self.generation = 0
+        # Replicas reload when the generation changes; starting from the clock keeps a
+        # restarted monitor from repeating a number a replica already holds.
+        self.generation = int(time.time() * 1000)
         self.rollout: dict[str, Any] = dict(NO_CHALLENGER)
         self.step = _Step()
         self.detector: DriftDetector | None = None

@@ -243,7 +243,6 @@ class ModelServer:
         self.manifest = champion.manifest
         self.version = champion.number
         self.signature = champion.signature
-        self.predictor = champion.predictor
         self.classification = self.signature.task == "classification"
         self.classes = list(self.signature.classes)
         columns = {c: ColumnSpec.model_validate(s) for c, s in self.manifest["schema"].items()}
@@ -387,6 +386,7 @@ class ModelServer:
         self.versions = {n: loaded[n] for n in numbers}
         self.champion = loaded[wanted["champion"]]
         self.version = self.champion.number
+        self.manifest = self.champion.manifest
         self.routing = Routing(
             champion=wanted["champion"],
             challenger=wanted["challenger"],
@@ -738,17 +738,30 @@ class ModelServer:
 
     # -- routes: metadata ----------------------------------------------------------------
     async def list_models(self, request: Request) -> Response:
+        aliases = self.registry.aliases(self.model_name)
         served = {
             "name": self.model_name,
             "version": self.version,
-            "aliases": self.aliases,
+            "aliases": sorted(a for a, v in aliases.items() if v == self.version),
             "served_alias": self.config.alias,
             "task": self.signature.task,
             "model_type": self.manifest.get("model_type"),
             "created_at": self.manifest.get("created_at"),
             "metrics": self.manifest.get("metrics", {}).get("test"),
         }
-        return _json({"models": [served], "aliases": self.registry.aliases(self.model_name)})
+        routing = self.routing
+        return _json(
+            {
+                "models": [served],
+                "aliases": aliases,
+                "routing": {
+                    "champion": routing.champion,
+                    "challenger": routing.challenger,
+                    "challenger_share": routing.weight,
+                    "shadow": routing.shadow,
+                },
+            }
+        )
 
     async def v2_server(self, request: Request) -> Response:
         return _json({"name": "framework", "version": "1", "extensions": []})

@@ -24,12 +24,13 @@ from typing import Any
 
 import pytest
 import requests
+import yaml
 from sklearn.datasets import load_breast_cancer
 
 from framework.data.source import snake_case
 from framework.security.keys import add_key
 from framework.store.registry import ModelRegistry
-from tests.e2e.conftest import cli_env, free_port, run_cli
+from tests.e2e.conftest import ROOT, cli_env, free_port, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -87,11 +88,12 @@ class App:
     def store(self) -> ModelRegistry:
         return ModelRegistry(self.work / "model_registry")
 
-    def predict(self, i: int, shift: dict[str, float] | None = None) -> tuple[int, str, str]:
+    def predict(
+        self, i: int, data: tuple[list[dict[str, float]], list[str]] | None = None
+    ) -> tuple[int, str, str]:
         """Predict row ``i`` for customer ``c<i>``; return (version, prediction id, truth)."""
-        row = dict(self.rows[i % len(self.rows)])
-        for column, stds in (shift or {}).items():
-            row[column] += stds * STD[column]
+        rows, truth = data or (self.rows, self.truth)
+        row = rows[i % len(rows)]
         response = requests.post(
             f"{self.url}/v1/models/{NAME}/predict",
             json=row,
@@ -100,13 +102,15 @@ class App:
         )
         assert response.status_code == 200, response.text
         body = response.json()
-        return body["version"], body["predictions"][0]["id"], self.truth[i % len(self.truth)]
+        return body["version"], body["predictions"][0]["id"], truth[i % len(truth)]
 
-    def traffic(self, n: int, shift: dict[str, float] | None = None) -> list[tuple[int, str, str]]:
+    def traffic(
+        self, n: int, data: tuple[list[dict[str, float]], list[str]] | None = None
+    ) -> list[tuple[int, str, str]]:
         start = self.sent
         self.sent += n
         with ThreadPoolExecutor(4) as pool:
-            return list(pool.map(lambda i: self.predict(i, shift), range(start, start + n)))
+            return list(pool.map(lambda i: self.predict(i, data), range(start, start + n)))
 
     def feedback(self, answered: list[tuple[int, str, str]]) -> dict[str, Any]:
         labels = [{"id": rid, "label": truth} for _, rid, truth in answered]
@@ -143,16 +147,32 @@ class App:
         return requests.get(self.metrics_url, timeout=10).text
 
 
-def _dataset() -> tuple[list[dict[str, float]], list[str], dict[str, float]]:
+def _dataset() -> tuple[list[dict[str, float]], list[str]]:
     data = load_breast_cancer()
     names = [snake_case(n) for n in data.feature_names]
     rows = [dict(zip(names, map(float, x), strict=True)) for x in data.data]
     truth = [str(data.target_names[t]) for t in data.target]
-    std = {n: float(data.data[:, j].std(ddof=1)) for j, n in enumerate(names)}
-    return rows, truth, std
+    return rows, truth
 
 
-ROWS, TRUTH, STD = _dataset()
+def _shifted_by_the_noise_simulator() -> tuple[list[dict[str, float]], list[str]]:
+    """The bundled data after the noise simulator moved the two SHIFT columns."""
+    from framework import registry
+    from framework.config import DataConfig
+    from framework.data.noise import inject_noise
+
+    spec = yaml.safe_load((ROOT / "conf" / "data" / "breast_cancer.yaml").read_text())
+    spec["noise"] = {"enabled": True, "shift_columns": sorted(SHIFT), "shift_std": 1.5}
+    source = registry.sources.get("sklearn_dataset")
+    spec["source"] = source.config.model_validate(spec["source"])
+    data = DataConfig.model_validate(spec)
+    shifted, report = inject_noise(source.impl(data.source).load(), data)
+    assert report.injected == {"shifted": 2 * len(shifted)}
+    rows = shifted[data.features].astype(float).to_dict("records")
+    return rows, shifted[data.target].astype(str).tolist()
+
+
+ROWS, TRUTH = _dataset()
 
 
 def _follow(proc: subprocess.Popen[str], lines: list[str]) -> None:
@@ -402,7 +422,7 @@ def test_drift_of_two_shifted_features_is_flagged_by_the_batch_job_and_live(app:
     assert reports[-1].with_suffix(".html").is_file()
     assert "mean_radius - drifted" in reports[-1].with_suffix(".html").read_text()
 
-    app.traffic(320, shift=SHIFT)
+    app.traffic(320, _shifted_by_the_noise_simulator())
     status = app.wait(
         lambda s: s["drift"] is not None and sorted(s["drift"]["drifted"]) == sorted(SHIFT),
         "the live window flagging the shifted features",
