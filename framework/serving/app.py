@@ -32,7 +32,7 @@ from fastapi.responses import Response
 from pydantic import Field
 from ray import serve
 from ray.serve import Application
-from ray.util.metrics import Counter, Histogram
+from ray.util.metrics import Counter
 from starlette.routing import compile_path
 
 from framework.config.base import StrictModel
@@ -42,6 +42,7 @@ from framework.config.security import SecurityConfig
 from framework.config.serve import ServeConfig
 from framework.export.onnx import CATEGORICAL_INPUT, NUMERIC_INPUT, Signature
 from framework.export.predictor import OnnxPredictor, Prediction
+from framework.monitoring.metrics import BucketHistogram
 from framework.security.keys import ApiKey, hash_key, load_keys
 from framework.serving.schema import Feeds, Problem, RequestInvalid, RequestSchema
 from framework.store.registry import ModelRegistry, ModelVersion
@@ -265,7 +266,6 @@ class ModelServer:
         self._started = time.time()
         self._active = 0  # prediction requests in this replica right now
         self._records = Records()
-        self._tag_cache: dict[tuple[str, str], dict[str, str]] = {}
         self._background: asyncio.Task[None] | None = None
         self._metrics()
         self.app = self._fastapi()
@@ -297,17 +297,17 @@ class ModelServer:
             description="Requests by route, model version and HTTP status.",
             tag_keys=("model", "route", "version", "status"),
         )
-        self.m_latency = Histogram(
+        self.m_latency = BucketHistogram(
             "framework_request_duration_seconds",
-            description="Time from request to response inside the replica.",
-            boundaries=LATENCY_BOUNDARIES,
-            tag_keys=("model", "route", "version"),
+            "Time from request to response inside the replica.",
+            LATENCY_BOUNDARIES,
+            ("model", "route", "version"),
         )
-        self.m_batch = Histogram(
+        self.m_batch = BucketHistogram(
             "framework_batch_rows",
-            description="Rows in one ONNX Runtime call (requests batched together).",
-            boundaries=ROW_BOUNDARIES,
-            tag_keys=("model",),
+            "Rows in one ONNX Runtime call (requests batched together).",
+            ROW_BOUNDARIES,
+            ("model",),
         )
         self.m_predictions = Counter(
             "framework_predictions_total",
@@ -421,26 +421,26 @@ class ModelServer:
         records, self._records = self._records, Records()
         tags = self.tags
         counts: dict[tuple[str, str, str], int] = {}
+        durations: dict[tuple[str, str], list[float]] = {}
         versions: list[int] = []
         errors: list[bool] = []
         latencies: list[float] = []
-        cache = self._tag_cache
         for route, version, status, latency, error in records.requests:
             label = "" if version is None else str(version)
             key = (route, label, str(status))
             counts[key] = counts.get(key, 0) + 1
-            latency_tags = cache.get((route, label))
-            if latency_tags is None:
-                latency_tags = cache[(route, label)] = {**tags, "route": route, "version": label}
-            self.m_latency.observe(latency, latency_tags)
+            durations.setdefault((route, label), []).append(latency)
             if version is not None:
                 versions.append(version)
                 errors.append(error)
                 latencies.append(latency * 1000.0)
         for (route, version, status), n in counts.items():
             self.m_requests.inc(n, {**tags, "route": route, "version": version, "status": status})
-        for rows in records.batch_rows:
-            self.m_batch.observe(rows, tags)
+        for (route, version), values in durations.items():
+            self.m_latency.observe_many(values, {**tags, "route": route, "version": version})
+        self.m_batch.observe_many(records.batch_rows, tags)
+        self.m_latency.export()
+        self.m_batch.export()
         if not versions and not records.predictions:
             return None
         batch: dict[str, Any] = {
