@@ -221,7 +221,10 @@ class Monitor:
                     last_poll = now
                     self._read_aliases()
                 if now - self.drift_checked >= self.config.window.check_every_s:
-                    await asyncio.to_thread(self._check_drift)
+                    window = self._drift_window()
+                    if window is not None and self.detector is not None:
+                        # the copy was taken on the loop; the tests run in a thread
+                        self.drift = await asyncio.to_thread(self.detector.check, *window)
                 self._decide()
                 self._retrain_tick()
                 self._export()  # every tick: Ray drops a gauge not set within its interval
@@ -396,13 +399,18 @@ class Monitor:
         self.step.pairs.setdefault(version, []).append(pair)
 
     # -- drift ---------------------------------------------------------------------------
-    def _check_drift(self) -> None:
+    @property
+    def window_rows(self) -> int:
+        return min((len(v) for v in self.rows.values()), default=0)
+
+    def _drift_window(self) -> tuple[dict[str, np.ndarray], np.ndarray | None] | None:
+        """Arrays of the live window (taken on the event loop, where records arrive), or None
+        when there is nothing new or too little to test."""
         self.drift_checked = time.time()
         if self.detector is None or self.new_rows == 0:
-            return
-        rows = len(self.predicted) or max((len(v) for v in self.rows.values()), default=0)
-        if min((len(v) for v in self.rows.values()), default=0) < self.config.window.min_rows:
-            return
+            return None
+        if self.window_rows < self.config.window.min_rows:
+            return None
         self.new_rows = 0
         current: dict[str, np.ndarray] = {}
         for name in self.numeric_names:
@@ -411,10 +419,12 @@ class Monitor:
             values = np.asarray(self.rows[name], dtype=object)
             values[values == MISSING_CATEGORY] = None
             current[name] = values
-        prediction = np.asarray(self.predicted, dtype=object) if rows and self.predicted else None
-        if prediction is not None and not self.classification:
-            prediction = prediction.astype(np.float64)
-        self.drift = self.detector.check(current, prediction)
+        prediction = None
+        if self.predicted:
+            prediction = np.asarray(self.predicted, dtype=object)
+            if not self.classification:
+                prediction = prediction.astype(np.float64)
+        return current, prediction
 
     # -- rollout policy ------------------------------------------------------------------
     def _decide(self) -> None:
@@ -559,7 +569,7 @@ class Monitor:
         self.g_since_request.set(now - (self.last_request or self.started), tags)
         self.g_since_label.set(now - (self.last_label or self.started), tags)
         self.g_step.set(-1 if self.rollout.get("step") is None else self.rollout["step"], tags)
-        self.g_window_rows.set(min((len(v) for v in self.rows.values()), default=0), tags)
+        self.g_window_rows.set(self.window_rows, tags)
         champion = self._champion()
         challenger = self.rollout.get("challenger")
         weight = float(self.rollout.get("weight") or 0.0)
@@ -629,7 +639,7 @@ class Monitor:
                 },
                 "quality": {str(k): v for k, v in self._quality().items()},
                 "drift": None if self.drift is None else self.drift.to_dict(),
-                "window_rows": min((len(v) for v in self.rows.values()), default=0),
+                "window_rows": self.window_rows,
                 "traffic": {str(k): v for k, v in self.traffic.items()},
                 "shadow": self.shadow,
                 "labels": {

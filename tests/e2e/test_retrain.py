@@ -57,8 +57,15 @@ def test_drift_starts_a_training_run_whose_version_enters_as_challenger(tmp_path
     for shifted in ("mean_radius", "worst_texture"):
         j = columns.index(shifted)
         rows[:, j] += 1.5 * data.data[:, names.index(shifted)].std()
-    asyncio.run(monitor.record({"requests": [], "numeric": rows}))
-    monitor._check_drift()
+
+    async def feed() -> None:  # the monitor's own loop tests the window
+        await monitor.record({"requests": [], "numeric": rows})
+        for _ in range(300):
+            if monitor.drift is not None:
+                return
+            await asyncio.sleep(0.1)
+
+    asyncio.run(feed())
     assert monitor.drift is not None
     assert sorted(monitor.drift.drifted) == ["mean_radius", "worst_texture"]
 
