@@ -80,13 +80,13 @@ def run_serve(cfg: RootConfig, output_dir: Path, console: Console) -> int:
 
     from ray import serve
 
-    from framework.serving.app import build_app
+    from framework.serving.deploy import build_app
 
     started = time.perf_counter()
     try:
         serve.start(http_options={"host": serving.host, "port": serving.port})
         serve.run(
-            build_app(app_args(cfg).model_dump(mode="json")),
+            build_app(app_args(cfg)),
             name=name,
             route_prefix=serving.route_prefix,
             blocking=False,

@@ -91,13 +91,20 @@ class WindowConfig(StrictModel):
     pending_label_s: PositiveFloat = Field(
         30.0, description="How long a label for a not-yet-seen id waits for its prediction."
     )
+    pending_labels: PositiveInt = Field(
+        10_000,
+        description="Most labels waiting for their prediction; the oldest are dropped past it "
+        "(counted in framework_feedback_labels_dropped_total).",
+    )
 
 
 class MarginsConfig(StrictModel):
     """How much worse than the champion a challenger may be before it is rolled back."""
 
     error_rate: NonNegativeFloat = Field(
-        0.01, description="Most extra share of failed predictions (5xx) than the champion."
+        0.01,
+        description="Most extra share of the version's own failed predictions (server "
+        "errors) than the champion; a client's 4xx never counts.",
     )
     p99_latency_ratio: PositiveFloat = Field(
         2.0, description="Challenger p99 latency may be at most this multiple of the champion's."

@@ -4,12 +4,24 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, PositiveFloat, PositiveInt
 
 from framework.config.base import StrictModel
 
 Role = Literal["predict", "admin", "feedback"]
 ROLES: tuple[str, ...] = ("predict", "admin", "feedback")
+
+
+class RateLimitConfig(StrictModel):
+    """Per-key request rate (a token bucket in each replica); past it: 429 with Retry-After."""
+
+    enabled: bool = Field(True, description="Limit the request rate of each API key.")
+    requests_per_s: PositiveFloat = Field(
+        1000.0, description="Sustained requests per second one key may make, per replica."
+    )
+    burst: PositiveInt = Field(
+        2000, description="Requests a key may make at once before the rate applies."
+    )
 
 
 class SecurityConfig(StrictModel):
@@ -29,6 +41,7 @@ class SecurityConfig(StrictModel):
         description="Environment variable that may hold the same JSON as `keys_file`.",
     )
     header: str = Field("x-api-key", description="Request header carrying the key.")
+    rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
     key_name: str | None = Field(None, description="task=api_key: name of the new key.")
     key_roles: list[Role] = Field(
         default_factory=lambda: ["predict"], description="task=api_key: roles of the new key."

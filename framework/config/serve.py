@@ -58,6 +58,22 @@ class AutoscalingConfig(StrictModel):
         return self
 
 
+class TimeoutsConfig(StrictModel):
+    """How long the ingress waits on a client; a slow or stalled client is cut off."""
+
+    header_s: PositiveInt = Field(
+        10,
+        description="Most time a client may take to send a request's headers and body "
+        "(HAProxy `timeout http-request`); past it: 408 and the connection is closed.",
+    )
+    client_idle_s: PositiveInt = Field(
+        60, description="Most time a client connection may stay silent mid-request."
+    )
+    keep_alive_s: PositiveInt = Field(
+        5, description="How long an idle keep-alive connection stays open between requests."
+    )
+
+
 class ServeConfig(StrictModel):
     """The serving application: which model, where it listens, how it scales and batches."""
 
@@ -76,8 +92,12 @@ class ServeConfig(StrictModel):
         description="Most rows one predict or infer request may carry (more: 422).",
     )
     max_body_bytes: PositiveInt = Field(
-        4 * 1024 * 1024, description="Largest request body accepted (more: 413)."
+        4 * 1024 * 1024, description="Largest request body accepted on any route (more: 413)."
     )
+    max_labels_per_request: PositiveInt = Field(
+        10_000, description="Most labels one /v1/feedback request may carry (more: 422)."
+    )
+    timeouts: TimeoutsConfig = Field(default_factory=TimeoutsConfig)
     onnx_threads: PositiveInt = Field(1, description="ONNX Runtime intra-op threads per replica.")
     num_cpus: PositiveFloat = Field(0.5, description="CPUs Ray reserves for each replica.")
     memory_mb: PositiveInt | None = Field(None, description="Memory Ray reserves per replica.")

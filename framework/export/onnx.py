@@ -7,7 +7,7 @@ however many features there are.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,29 +15,12 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from skl2onnx.common.data_types import DoubleTensorType
 
+from framework.export.signature import CATEGORICAL_INPUT, NUMERIC_INPUT, Signature
 from framework.training.clipping import OutlierClipper
 
+__all__ = ["CATEGORICAL_INPUT", "NUMERIC_INPUT", "OPSET", "ExportedModel", "Signature"]
+
 OPSET = {"": 17, "ai.onnx.ml": 3}
-NUMERIC_INPUT = "numeric"
-CATEGORICAL_INPUT = "categorical"
-
-
-@dataclass
-class Signature:
-    """What the ONNX graph takes and returns."""
-
-    task: str
-    numeric: list[str]
-    categorical: list[str]
-    outputs: list[str]
-    classes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Signature:
-        return cls(**data)
 
 
 @dataclass

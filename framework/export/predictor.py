@@ -5,15 +5,21 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnxruntime as ort
-import pandas as pd
 
 from framework.errors import FrameworkError
-from framework.export.onnx import CATEGORICAL_INPUT, NUMERIC_INPUT, Signature
-from framework.training.pipeline import MISSING_CATEGORY
+from framework.export.signature import (
+    CATEGORICAL_INPUT,
+    MISSING_CATEGORY,
+    NUMERIC_INPUT,
+    Signature,
+)
+
+if TYPE_CHECKING:  # pandas is only needed by callers that hold frames
+    import pandas as pd
 
 
 @dataclass

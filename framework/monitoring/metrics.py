@@ -1,53 +1,212 @@
-"""Prometheus histograms counted inside the process and handed to Ray's metrics in bulk.
+"""Every metric the serving application exports, declared once.
 
-Ray's own ``Histogram.observe`` costs, on this kind of machine, about 40 us of the replica's
-CPU per observation plus work in Ray's metrics agent: at a thousand requests per second that
-was most of what monitoring cost. ``BucketHistogram`` counts observations into its buckets
-with numpy, once per flush, and exports the standard histogram series -- cumulative
-``<name>_bucket{le=...}``, ``<name>_sum`` and ``<name>_count`` -- as gauges, set once per
-flush. PromQL's ``histogram_quantile(0.99, sum by (le) (rate(<name>_bucket[5m])))`` reads
-them as it reads any histogram; ``rate`` treats a restarted replica's reset as a counter reset.
+Replicas and the monitor create their Ray metrics from ``METRICS``; the Grafana generator
+reads the same names. Ray exports each under the ``ray_`` prefix on its Prometheus
+endpoint; histograms are real Prometheus histograms (``# TYPE ... histogram``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
-import numpy as np
-from ray.util.metrics import Gauge
+Kind = Literal["counter", "gauge", "histogram"]
+
+#: Ray's prefix in front of every application metric on its Prometheus endpoint.
+PROMETHEUS_PREFIX = "ray_"
+#: Bucket bounds of the request latency histogram, in seconds.
+LATENCY_BOUNDARIES = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]
+#: Bucket bounds of the batch size histogram, in rows.
+ROW_BOUNDARIES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096]
 
 
-class BucketHistogram:
-    """One histogram metric: per tag set, bucket counts and a sum, kept here."""
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric: its name (without Ray's prefix), kind, meaning, labels and buckets."""
 
-    def __init__(
-        self, name: str, description: str, boundaries: Sequence[float], tag_keys: tuple[str, ...]
-    ):
-        self.boundaries = np.asarray(boundaries, dtype=np.float64)
-        self.les = [f"{b:g}" for b in boundaries] + ["+Inf"]
-        self.bucket = Gauge(f"{name}_bucket", description=description, tag_keys=(*tag_keys, "le"))
-        self.sum = Gauge(f"{name}_sum", description=f"{description} (sum)", tag_keys=tag_keys)
-        self.count = Gauge(f"{name}_count", description=f"{description} (count)", tag_keys=tag_keys)
-        self.state: dict[tuple[tuple[str, str], ...], tuple[np.ndarray, float]] = {}
+    name: str
+    kind: Kind
+    description: str
+    tag_keys: tuple[str, ...]
+    boundaries: tuple[float, ...] = ()
 
-    def observe_many(self, values: Sequence[float] | np.ndarray, tags: dict[str, str]) -> None:
-        """Count ``values`` (an observation each) under ``tags``."""
-        array = np.asarray(values, dtype=np.float64)
-        if array.size == 0:
-            return
-        # le semantics: an observation counts in the first bucket whose bound is >= it.
-        index = np.searchsorted(self.boundaries, array, side="left")
-        counts = np.bincount(index, minlength=len(self.les))
-        key = tuple(sorted(tags.items()))
-        known, total = self.state.get(key, (np.zeros(len(self.les), dtype=np.int64), 0.0))
-        self.state[key] = (known + counts, total + float(array.sum()))
+    @property
+    def prometheus(self) -> str:
+        """The name of its series on Ray's Prometheus endpoint."""
+        return PROMETHEUS_PREFIX + self.name
 
-    def export(self) -> None:
-        """Set every series (Ray keeps a gauge only while it is set within its interval)."""
-        for key, (counts, total) in self.state.items():
-            tags = dict(key)
-            cumulative = np.cumsum(counts).tolist()
-            for le, count in zip(self.les, cumulative, strict=True):
-                self.bucket.set(count, {**tags, "le": le})
-            self.sum.set(total, tags)
-            self.count.set(cumulative[-1], tags)
+    def create(self) -> Any:
+        """The Ray metric object (created in the process that records it)."""
+        from ray.util.metrics import Counter, Gauge, Histogram
+
+        if self.kind == "counter":
+            return Counter(self.name, description=self.description, tag_keys=self.tag_keys)
+        if self.kind == "gauge":
+            return Gauge(self.name, description=self.description, tag_keys=self.tag_keys)
+        return Histogram(
+            self.name,
+            description=self.description,
+            boundaries=list(self.boundaries),
+            tag_keys=self.tag_keys,
+        )
+
+
+def _spec(
+    name: str,
+    kind: Kind,
+    description: str,
+    *tags: str,
+    boundaries: list[float] | None = None,
+) -> MetricSpec:
+    return MetricSpec(name, kind, description, ("model", *tags), tuple(boundaries or ()))
+
+
+REQUESTS = _spec(
+    "framework_requests_total",
+    "counter",
+    "Requests by route, model version and HTTP status.",
+    "route",
+    "version",
+    "status",
+)
+LATENCY = _spec(
+    "framework_request_duration_seconds",
+    "histogram",
+    "Time from request to response inside the replica.",
+    "route",
+    "version",
+    boundaries=LATENCY_BOUNDARIES,
+)
+BATCH_ROWS = _spec(
+    "framework_batch_rows",
+    "histogram",
+    "Rows in one ONNX Runtime call (requests batched together).",
+    boundaries=[float(b) for b in ROW_BOUNDARIES],
+)
+PREDICTIONS = _spec(
+    "framework_predictions_total",
+    "counter",
+    "Predicted rows by version and class.",
+    "version",
+    "class",
+)
+PREDICTION_BINS = _spec(
+    "framework_prediction_bin_total",
+    "counter",
+    "Predicted values (regression) by version, counted in the training target's quantile bins.",
+    "version",
+    "bin",
+)
+IMPUTED = _spec(
+    "framework_imputed_values_total",
+    "counter",
+    "Missing feature values in requests, imputed with training statistics.",
+    "feature",
+)
+SHADOW = _spec(
+    "framework_shadow_predictions_total",
+    "counter",
+    "Rows the shadow version predicted, by agreement with the answer given.",
+    "version",
+    "outcome",
+)
+RECORDS_DROPPED = _spec(
+    "framework_monitor_records_dropped_total",
+    "counter",
+    "Request records the monitor could not take (it was unreachable).",
+)
+RATE_LIMITED = _spec(
+    "framework_rate_limited_total",
+    "counter",
+    "Requests refused with 429 because their API key passed its rate limit.",
+    "key",
+)
+LABELS_DROPPED = _spec(
+    "framework_feedback_labels_dropped_total",
+    "counter",
+    "Labels dropped before meeting their prediction (pending cap, age, or a duplicate id).",
+    "reason",
+)
+DRIFT_PSI = _spec(
+    "framework_feature_drift_psi",
+    "gauge",
+    "Population stability index of a feature's live window vs reference.",
+    "feature",
+)
+DRIFT_P = _spec(
+    "framework_feature_drift_p_value",
+    "gauge",
+    "Corrected p-value of a feature's drift test.",
+    "feature",
+)
+DRIFTED = _spec(
+    "framework_feature_drifted",
+    "gauge",
+    "1 when a feature's live window drifted from the reference, else 0.",
+    "feature",
+)
+WINDOW_ROWS = _spec("framework_drift_window_rows", "gauge", "Rows in the live drift window.")
+LIVE_QUALITY = _spec(
+    "framework_live_quality",
+    "gauge",
+    "Live quality of a version on labelled requests (NaN: too few labels).",
+    "version",
+    "metric",
+)
+LIVE_LABELS = _spec(
+    "framework_live_labels", "gauge", "Labels in a version's live quality window.", "version"
+)
+LIVE_CONFUSION = _spec(
+    "framework_live_confusion",
+    "gauge",
+    "Live confusion matrix cell: rows of true class predicted as class.",
+    "version",
+    "actual",
+    "predicted",
+)
+TRAFFIC_SHARE = _spec(
+    "framework_traffic_share_ratio",
+    "gauge",
+    "Declared traffic share of a version.",
+    "version",
+    "alias",
+)
+REQUEST_FEED_AGE = _spec(
+    "framework_request_feed_age_seconds",
+    "gauge",
+    "Seconds since a replica last reported a request (a stopped feed).",
+)
+LABEL_FEED_AGE = _spec(
+    "framework_label_feed_age_seconds",
+    "gauge",
+    "Seconds since the last label arrived on /v1/feedback.",
+)
+ROLLOUT_STEP = _spec(
+    "framework_rollout_step",
+    "gauge",
+    "Index of the challenger's rollout step (-1: no challenger).",
+)
+
+METRICS: tuple[MetricSpec, ...] = (
+    REQUESTS,
+    LATENCY,
+    BATCH_ROWS,
+    PREDICTIONS,
+    PREDICTION_BINS,
+    IMPUTED,
+    SHADOW,
+    RECORDS_DROPPED,
+    RATE_LIMITED,
+    LABELS_DROPPED,
+    DRIFT_PSI,
+    DRIFT_P,
+    DRIFTED,
+    WINDOW_ROWS,
+    LIVE_QUALITY,
+    LIVE_LABELS,
+    LIVE_CONFUSION,
+    TRAFFIC_SHARE,
+    REQUEST_FEED_AGE,
+    LABEL_FEED_AGE,
+    ROLLOUT_STEP,
+)

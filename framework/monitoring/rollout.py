@@ -2,19 +2,27 @@
 
 ``promote`` and ``rollback`` move registry aliases in one atomic, audited write; the CLI
 (``task=promote``/``task=rollback``), the admin HTTP routes and the policy all call them. The
-running application follows the aliases: its monitor reads them and the replicas swap ONNX
-sessions in place, so no request is dropped.
+running application follows the aliases: its monitor reads them (``RolloutController``) and
+the replicas swap ONNX sessions in place, so no request is dropped. ``decide`` is the pure
+policy: a function of typed inputs, unit-tested per margin.
 """
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from framework.config.monitor import RolloutConfig
-from framework.errors import RegistryError
+from framework.config.monitor import MonitorConfig, RolloutConfig
+from framework.errors import FrameworkError, RegistryError
+from framework.monitoring.protocol import AliasMove, Decision, RolloutState, Routing
 from framework.store.registry import ModelRegistry
+
+logger = logging.getLogger("ray.serve")
+ACTOR = "rollout-policy"
 
 
 def promote(
@@ -90,16 +98,6 @@ class VersionStats:
         if not self.latencies_ms:
             return None
         return float(np.percentile(self.latencies_ms, 99))
-
-
-@dataclass
-class Decision:
-    """``hold``, ``step`` (to the next weight), ``promote`` or ``rollback``, and why."""
-
-    action: str
-    reason: str
-    weight_from: float
-    weight_to: float
 
 
 #: Fewest challenger requests before the error-rate and latency margins are judged.
@@ -191,3 +189,121 @@ def decide(
     if policy.auto_promote:
         return Decision("promote", summary, weight, 1.0)
     return Decision("hold", summary + "; waiting for a manual promote", weight, weight)
+
+
+class RolloutController:
+    """Follows the registry aliases and runs the policy for one served model.
+
+    It owns the ``RolloutState`` and the routing ``generation``; the monitor hands it the
+    per-step counts to judge. Alias moves made here, by the CLI or the admin API land in the
+    registry (atomic and audited), and the next ``refresh`` picks them up.
+    """
+
+    def __init__(self, store: ModelRegistry, name: str, served_alias: str, config: MonitorConfig):
+        self.store = store
+        self.name = name
+        self.served_alias = served_alias
+        self.config = config
+        self.aliases: dict[str, int] = {}
+        self.state = RolloutState()
+        # Replicas reload when the generation changes; starting from the clock keeps a
+        # restarted monitor from repeating a number a replica already holds.
+        self.generation = int(time.time() * 1000)
+
+    @property
+    def champion(self) -> int | None:
+        alias = self.served_alias
+        return int(alias) if alias.isdigit() else self.aliases.get(alias)
+
+    def routing(self) -> Routing:
+        shadow = self.aliases.get(self.config.rollout.shadow_alias)
+        champion, challenger = self.champion, self.state.challenger
+        return Routing(
+            champion=champion,
+            challenger=challenger,
+            weight=float(self.state.weight),
+            shadow=shadow if shadow not in (champion, challenger) else None,
+            generation=self.generation,
+        )
+
+    def refresh(self, initial: bool = False) -> tuple[bool, bool]:
+        """Read the aliases; return (anything changed, champion or challenger changed)."""
+        aliases = self.store.aliases(self.name)
+        if aliases == self.aliases and not initial:
+            return False, False
+        before = self.aliases
+        self.aliases = aliases
+        champion = self.champion
+        challenger = aliases.get("challenger")
+        if challenger is not None and challenger != champion:
+            if self.state.challenger != challenger:
+                first = self.config.rollout.steps[0]
+                self.state = RolloutState(challenger=challenger, weight=first, step=0)
+                if not initial or before.get("challenger") != challenger:
+                    self.store.record(
+                        self.name,
+                        "rollout_start",
+                        ACTOR,
+                        version=challenger,
+                        champion=champion,
+                        **{"from": 0.0, "to": first},
+                    )
+        elif self.state.challenger is not None:
+            self.state = RolloutState()
+        self.generation += 1
+        logger.info("routing for %s: %s", self.name, self.routing())
+        moved = any(before.get(a) != aliases.get(a) for a in (self.served_alias, "challenger"))
+        return True, moved or initial
+
+    def judge(
+        self, champion: VersionStats, challenger: VersionStats, classification: bool
+    ) -> Decision | None:
+        """Run the policy on this step's counts and carry out what it decides."""
+        policy = self.config.rollout
+        if self.state.challenger is None or self.champion is None or not policy.enabled:
+            return None
+        step = int(self.state.step or 0)
+        decision = decide(
+            policy, step, champion, challenger, self.config.window.min_labels, classification
+        )
+        version, first_champion = self.state.challenger, self.champion
+        if decision.action == "hold":
+            self.state.reason = decision.reason
+            return decision
+        if decision.action == "step":
+            self.store.record(
+                self.name,
+                "rollout_step",
+                ACTOR,
+                version=version,
+                champion=first_champion,
+                reason=decision.reason,
+                **{"from": decision.weight_from, "to": decision.weight_to},
+            )
+            self.state = RolloutState(version, decision.weight_to, step + 1, decision.reason)
+            self.generation += 1
+        elif decision.action == "promote":
+            promote(self.store, self.name, version, ACTOR, reason=decision.reason)
+            self.refresh()
+        else:
+            rollback(self.store, self.name, None, ACTOR, reason=decision.reason)
+            self.refresh()
+        logger.info(
+            "rollout of %s v%s: %s (%s)", self.name, version, decision.action, decision.reason
+        )
+        return decision
+
+    def move(
+        self,
+        action: Callable[..., dict[str, int | None]],
+        actor: str,
+        version: int | None,
+        reason: str,
+    ) -> AliasMove:
+        """A promote or rollback asked for by a person; a refusal comes back as its reason."""
+        try:
+            changes = action(self.store, self.name, version, actor, reason)
+        except FrameworkError as exc:
+            return AliasMove(error=exc.message, hint=exc.hint)
+        self.refresh()
+        return AliasMove(changes=changes, aliases=dict(self.aliases))

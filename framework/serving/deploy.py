@@ -1,8 +1,11 @@
-"""Start, stop and describe the serving application from the typed config.
+"""Build, start and describe the serving application from the typed config.
 
-``serve_env`` holds Ray Serve's own switches for the fast HTTP path; they are read when Ray
-starts, so ``task=serve`` sets them before it starts a local instance, and a cluster that is
-joined must have been started with them (the README shows where they go in a RayService).
+``build_app`` is the application builder Ray Serve calls (``task=serve``, or Ray's own CLI on
+a config file from ``task=build_serve_config``): it validates the arguments once into an
+``AppConfig`` and binds the model deployment (and the monitor beside it) to that typed object.
+``serve_env`` holds Ray Serve's own switches for the fast HTTP path and the ingress; they are
+read when Ray starts, so ``task=serve`` sets them before it starts a local instance, and a
+cluster that is joined must have been started with them (the README shows where they go).
 """
 
 from __future__ import annotations
@@ -11,50 +14,132 @@ import json
 import os
 import signal
 import socket
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
+from ray import serve
+from ray.serve import Application
 
 from framework.config import RootConfig
+from framework.config.app import AppConfig
 from framework.config.serve import ServeConfig
 from framework.errors import ConfigError
 from framework.security.keys import load_keys, resolve_keys_file
-from framework.serving.app import AppArgs
+from framework.serving import ingress
+from framework.serving.replica import DEPLOYMENT, ModelServer
 from framework.store.registry import ModelRegistry, ModelVersion
 
 IMPORT_PATH = "framework.serving.app:build_app"
+MONITOR = "Monitor"
 
 
-def _free_port() -> int:
+def _free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host if host not in ("0.0.0.0", "::") else "127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
+def haproxy_wrapper() -> str:
+    """The ``framework-haproxy`` entry point installed beside this Python."""
+    return str(Path(sys.executable).with_name("framework-haproxy"))
+
+
 def serve_env(config: ServeConfig, run_dir: Path | None = None) -> dict[str, str]:
-    """Environment variables that select Ray Serve's HTTP path; read when Ray starts."""
+    """Environment variables that select Ray Serve's HTTP path; read when Ray starts.
+
+    With ``run_dir`` (a local instance started by ``task=serve``), every port and file of
+    the ingress is private to this instance: HAProxy's files, its stats and metrics ports,
+    and Ray's fallback proxy (which would otherwise sit on 8500, shared by every Ray Serve
+    on the host, and answer this app's traffic while it has no replica).
+    """
     env = {
         "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1" if config.throughput_optimized else "0",
         "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": str(config.drain_s),
+        "RAY_SERVE_HTTP_KEEP_ALIVE_TIMEOUT_S": str(config.timeouts.keep_alive_s),
     }
     if config.haproxy:
         env["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
-        if run_dir is not None:
+        env["RAY_SERVE_HAPROXY_BINARY_PATH"] = haproxy_wrapper()
+        env[ingress.ENV_HOST] = config.host
+        env[ingress.ENV_HEADER_S] = str(config.timeouts.header_s)
+        env[ingress.ENV_CLIENT_S] = str(config.timeouts.client_idle_s)
+    if run_dir is not None:
+        env["RAY_SERVE_FALLBACK_PROXY_HTTP_PORT"] = str(_free_port(config.host))
+        env["RAY_SERVE_FALLBACK_PROXY_GRPC_PORT"] = str(_free_port(config.host))
+        if config.haproxy:
             # HAProxy's files default to /tmp/haproxy-serve: give each instance its own.
             env["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"] = str(run_dir / "haproxy.cfg")
             env["RAY_SERVE_HAPROXY_SOCKET_PATH"] = str(run_dir / "admin.sock")
+            env["RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH"] = str(run_dir / "metrics.sock")
             env["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"] = str(run_dir)
             env["RAY_SERVE_HAPROXY_SERVER_STATE_FILE"] = str(run_dir / "server-state")
-            env["RAY_SERVE_HAPROXY_STATS_PORT"] = str(_free_port())
-            env["RAY_SERVE_HAPROXY_METRICS_PORT"] = str(_free_port())
+            env["RAY_SERVE_HAPROXY_STATS_PORT"] = str(_free_port(config.host))
+            env["RAY_SERVE_HAPROXY_METRICS_PORT"] = str(_free_port(config.host))
     return env
 
 
-def app_args(cfg: RootConfig) -> AppArgs:
-    return AppArgs(
+def deployment_options(config: ServeConfig) -> dict[str, Any]:
+    """Ray Serve deployment options of the model server, from the ``serve/`` config."""
+    options: dict[str, Any] = {
+        "max_ongoing_requests": config.max_ongoing_requests,
+        "max_queued_requests": config.max_queued_requests,
+        "graceful_shutdown_timeout_s": config.graceful_shutdown_s,
+        "health_check_period_s": config.health_check_period_s,
+        "ray_actor_options": {"num_cpus": config.num_cpus},
+    }
+    if config.memory_mb:
+        options["ray_actor_options"]["memory"] = config.memory_mb * 1024 * 1024
+    if config.num_replicas == "auto":
+        scaling = config.autoscaling
+        options["autoscaling_config"] = {
+            "min_replicas": scaling.min_replicas,
+            "max_replicas": scaling.max_replicas,
+            "initial_replicas": scaling.initial_replicas,
+            "target_ongoing_requests": scaling.target_ongoing_requests,
+            "upscale_delay_s": scaling.upscale_delay_s,
+            "downscale_delay_s": scaling.downscale_delay_s,
+        }
+    else:
+        options["num_replicas"] = config.num_replicas
+    return options
+
+
+def monitor_options(settings: AppConfig) -> dict[str, Any]:
+    """The monitor is one replica: it holds the windows and takes the rollout decisions."""
+    return {
+        "num_replicas": 1,
+        "max_ongoing_requests": 256,
+        "ray_actor_options": {"num_cpus": 0.1},
+        "health_check_period_s": settings.serve.health_check_period_s,
+    }
+
+
+def build_app(args: dict[str, Any] | AppConfig) -> Application:
+    """Application builder (``import_path: framework.serving.app:build_app``)."""
+    from ray.serve.config import BackpressureConfig
+
+    from framework.monitoring.service import Monitor
+
+    settings = args if isinstance(args, AppConfig) else AppConfig.model_validate(args)
+    options = deployment_options(settings.serve)
+    deployment = serve.deployment(name=DEPLOYMENT)(ModelServer).options(**options)
+    deployment = deployment.options(
+        backpressure_config=BackpressureConfig(
+            status_code=503, retry_after_s=settings.serve.retry_after_s
+        )
+    )
+    if not settings.monitor.enabled:
+        return deployment.bind(settings)
+    monitor = serve.deployment(name=MONITOR)(Monitor).options(**monitor_options(settings))
+    return deployment.bind(settings, monitor.bind(settings))
+
+
+def app_args(cfg: RootConfig) -> AppConfig:
+    return AppConfig(
         model_name=cfg.model_name,
         store_path=str(Path(cfg.store.path).expanduser().resolve()),
         keys_base=str(Path.cwd()),
@@ -113,8 +198,6 @@ def example_row(version: ModelVersion) -> dict[str, Any]:
 
 def serve_config_document(cfg: RootConfig) -> dict[str, Any]:
     """A Ray Serve config file: for ``serve run``/``serve deploy`` or a RayService."""
-    from framework.serving.app import DEPLOYMENT, MONITOR, deployment_options, monitor_options
-
     args = app_args(cfg)
     options = deployment_options(cfg.serve)
     deployment: dict[str, Any] = {"name": DEPLOYMENT, **options}

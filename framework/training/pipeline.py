@@ -22,9 +22,10 @@ from sklearn.preprocessing import (
 )
 
 from framework.config.data import CleaningConfig, DataConfig
+from framework.export.signature import MISSING_CATEGORY
 from framework.training.clipping import OutlierClipper
 
-MISSING_CATEGORY = ""
+__all__ = ["MISSING_CATEGORY", "model_input"]
 
 
 def model_input(frame: pd.DataFrame, numeric: list[str], categorical: list[str]) -> pd.DataFrame:

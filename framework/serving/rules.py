@@ -1,0 +1,411 @@
+"""The request rules, declared once from the served version's data schema.
+
+Each feature column becomes a ``ColumnRule``: its kind, whether it may be missing, its range
+(never wider than float32, the type the model is fed), its categories. ``ColumnRule.check``
+is the rule for one value and the source of every verdict and message. Everything else is
+derived from it:
+
+- the vectorized path (``RequestRules.numeric_block``/``category_block``) is a compilation
+  of the same rules over whole numpy columns: it either accepts with exactly the feeds the
+  scalar rules would give, or gives up and lets the scalar rules find the problems;
+- JSON records (v1), tensors (v2, JSON and binary) and the OpenAPI row schema all go through
+  these rules.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from framework.config.data import ColumnSpec
+from framework.export.signature import (
+    CATEGORICAL_INPUT,
+    MISSING_CATEGORY,
+    NUMERIC_INPUT,
+    Signature,
+)
+from framework.serving.problems import Problem, RequestInvalid
+
+Feeds = dict[str, np.ndarray]
+#: Largest finite float32: a bigger number would reach the model as infinity.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: Up to this many rows the scalar rules run directly (cheaper than numpy calls).
+SMALL_BATCH = 4
+#: (row, message, kind) of one bad value in a column.
+Verdict = tuple[int, str, str]
+Locate = Callable[[str, int], tuple[str | int, ...]]
+_NUMBER = (int, float)
+
+
+@dataclass(frozen=True)
+class ColumnRule:
+    """What one feature column accepts."""
+
+    name: str
+    kind: str  # float | int | bool | category | string
+    nullable: bool
+    low: float
+    high: float
+    categories: frozenset[str] | None
+    ordered_categories: tuple[str, ...] | None
+    description: str
+
+    @classmethod
+    def of(cls, name: str, spec: ColumnSpec) -> ColumnRule:
+        low = -FLOAT32_MAX if spec.min is None else max(spec.min, -FLOAT32_MAX)
+        high = FLOAT32_MAX if spec.max is None else min(spec.max, FLOAT32_MAX)
+        categories = tuple(spec.categories) if spec.categories is not None else None
+        return cls(
+            name=name,
+            kind=spec.dtype,
+            nullable=spec.nullable,
+            low=float(low),
+            high=float(high),
+            categories=frozenset(categories) if categories is not None else None,
+            ordered_categories=categories,
+            description=spec.description,
+        )
+
+    @property
+    def numeric(self) -> bool:
+        return self.kind in ("float", "int", "bool")
+
+    def check(self, value: Any, tensor: bool = False) -> tuple[Any, str | None, str]:
+        """``(feed value, None, "")`` when ``value`` is acceptable, else ``(None, message,
+        kind)``. ``tensor``: the value came from a numeric Open Inference Protocol tensor,
+        where a boolean column is sent as 0 or 1."""
+        if value is None or (type(value) is float and math.isnan(value)):
+            if not self.nullable:
+                return None, "Field required (it may not be null or NaN)", "missing"
+            return (math.nan if self.numeric else MISSING_CATEGORY), None, ""
+        t = type(value)
+        if self.kind == "bool":
+            if t is bool:
+                return float(value), None, ""
+            if tensor and t in _NUMBER and value in (0, 1):
+                return float(value), None, ""
+            return None, "Input should be a valid boolean", "bool_type"
+        if self.numeric:
+            if t not in _NUMBER:
+                kind = "int_type" if self.kind == "int" else "float_type"
+                return (
+                    None,
+                    f"Input should be a valid {'integer' if self.kind == 'int' else 'number'}",
+                    kind,
+                )
+            if t is float and math.isinf(value):
+                return None, "Input should be a finite number", "finite_number"
+            if abs(value) > FLOAT32_MAX:
+                return (
+                    None,
+                    f"Input should fit in float32 (|x| <= {FLOAT32_MAX:.6g})",
+                    "float32_overflow",
+                )
+            if self.kind == "int" and t is float and not value.is_integer():
+                return None, "Input should be a valid integer", "int_type"
+            if value < self.low:
+                return (
+                    None,
+                    f"Input should be greater than or equal to {self.low:g}",
+                    "greater_than_equal",
+                )
+            if value > self.high:
+                return (
+                    None,
+                    f"Input should be less than or equal to {self.high:g}",
+                    "less_than_equal",
+                )
+            return float(value), None, ""
+        if t is not str:
+            return None, "Input should be a valid string", "string_type"
+        if self.categories is not None and value not in self.categories:
+            allowed = ", ".join(repr(c) for c in self.ordered_categories or ())
+            return None, f"Input should be one of {allowed}", "literal_error"
+        if value == MISSING_CATEGORY and not self.nullable:
+            return None, "Field required (it may not be empty)", "missing"
+        return value, None, ""
+
+    def json_schema(self) -> dict[str, Any]:
+        """The rule as JSON Schema, for the OpenAPI document."""
+        schema: dict[str, Any]
+        if self.kind in ("float", "int"):
+            schema = {
+                "type": "number" if self.kind == "float" else "integer",
+                "minimum": self.low,
+                "maximum": self.high,
+            }
+        elif self.kind == "bool":
+            schema = {"type": "boolean"}
+        elif self.ordered_categories is not None:
+            schema = {"type": "string", "enum": list(self.ordered_categories)}
+        else:
+            schema = {"type": "string", "minLength": 0 if self.nullable else 1}
+        schema["description"] = self.description or f"{self.kind} feature"
+        if self.nullable:
+            return {"anyOf": [schema, {"type": "null"}], "description": schema["description"]}
+        return schema
+
+
+def check_values(
+    rule: ColumnRule, values: Sequence[Any], tensor: bool
+) -> tuple[list[Any], list[Verdict]]:
+    """The scalar rule over a column: feed values and every bad value's verdict."""
+    out: list[Any] = []
+    bad: list[Verdict] = []
+    for row, value in enumerate(values):
+        converted, message, kind = rule.check(value, tensor)
+        if message is not None:
+            bad.append((row, message, kind))
+        out.append(converted)
+    return out, bad
+
+
+class RequestRules:
+    """The rules of every feature the served version takes, in its inputs' column order."""
+
+    def __init__(self, columns: Mapping[str, ColumnSpec], signature: Signature):
+        self.signature = signature
+        self.numeric = [ColumnRule.of(c, columns[c]) for c in signature.numeric]
+        self.categorical = [ColumnRule.of(c, columns[c]) for c in signature.categorical]
+        self.by_name = {r.name: r for r in self.numeric + self.categorical}
+        self.allowed = frozenset(self.by_name)
+        self.required = frozenset(r.name for r in self.by_name.values() if not r.nullable)
+        self._defaults = dict.fromkeys(self.by_name)
+        self._low = np.array([r.low for r in self.numeric], dtype=np.float64)
+        self._high = np.array([r.high for r in self.numeric], dtype=np.float64)
+        self._nullable = np.array([r.nullable for r in self.numeric], dtype=bool)
+        self._int = np.array([r.kind == "int" for r in self.numeric], dtype=bool)
+        self._has_bool = any(r.kind == "bool" for r in self.numeric)
+        self._get_numeric = _getter([r.name for r in self.numeric])
+        self._get_categorical = _getter([r.name for r in self.categorical])
+
+    # -- JSON records (v1) -----------------------------------------------------------------
+    def records(self, records: list[Any], raw: bytes) -> Feeds:
+        """Feeds for JSON rows; raise RequestInvalid naming every bad row and field.
+
+        ``raw`` is the body the rows were parsed from: JSON ``true``/``false`` anywhere in it
+        keeps the rows off the vectorized path (numpy would read a boolean as a number).
+        """
+        if len(records) > SMALL_BATCH and b"true" not in raw and b"false" not in raw:
+            feeds = self._fast_records(records)
+            if feeds is not None:
+                return feeds
+        return self._scalar_records(records)
+
+    def _fast_records(self, records: list[Any]) -> Feeds | None:
+        if self._has_bool or not all(type(r) is dict for r in records):
+            return None
+        keys: set[str] = set().union(*records)
+        if not keys <= self.allowed or not all(map(self.required.issubset, records)):
+            return None
+        if keys != self.allowed or not all(len(r) == len(self.allowed) for r in records):
+            records = [{**self._defaults, **r} for r in records]
+        feeds: Feeds = {}
+        n = len(records)
+        if self.numeric:
+            block = self.numeric_block(list(map(self._get_numeric, records)), n)
+            if block is None:
+                return None
+            feeds[NUMERIC_INPUT] = block
+        if self.categorical:
+            columns = list(zip(*map(self._get_categorical, records), strict=True))
+            block = self.category_block(columns, n)
+            if block is None:
+                return None
+            feeds[CATEGORICAL_INPUT] = block
+        return feeds
+
+    def _scalar_records(self, records: list[Any]) -> Feeds:
+        problems: list[Problem] = []
+        n = len(records)
+        numeric = np.empty((n, len(self.numeric)), dtype=np.float32)
+        categorical = np.empty((n, len(self.categorical)), dtype=object)
+        for i, record in enumerate(records):
+            if type(record) is not dict:
+                problems.append(
+                    Problem(("body", i), "Input should be an object (one row)", "dict_type", row=i)
+                )
+                continue
+            for key in record:
+                if key not in self.by_name:
+                    problems.append(
+                        Problem(
+                            ("body", i, key), "Extra inputs are not permitted", "extra_forbidden"
+                        )
+                    )
+            for missing in self.required - record.keys():
+                problems.append(Problem(("body", i, missing), "Field required", "missing"))
+            for rules, block in ((self.numeric, numeric), (self.categorical, categorical)):
+                for j, rule in enumerate(rules):
+                    value, message, kind = rule.check(record.get(rule.name))
+                    if message is None:
+                        block[i, j] = value
+                    elif rule.name in record:  # an absent required field is reported above
+                        problems.append(Problem(("body", i, rule.name), message, kind))
+        if problems:
+            raise RequestInvalid(sorted(problems, key=_order))
+        return self._feeds(numeric, categorical)
+
+    # -- columns (v2 tensors) ----------------------------------------------------------------
+    def columns(
+        self,
+        columns: Mapping[str, Sequence[Any] | np.ndarray],
+        rows: int,
+        where: Locate,
+        numeric_tensor: frozenset[str] | set[str],
+        fast: bool,
+    ) -> Feeds:
+        """Feeds from whole columns (an absent column is all missing); every bad value is
+        reported at ``where(column, row)``. ``numeric_tensor``: columns sent in a numeric
+        tensor (a boolean column may hold 0/1 there). ``fast``: the values hold no JSON
+        booleans, so the compiled rules may judge numeric columns."""
+        problems: list[Problem] = []
+        numeric = np.empty((rows, len(self.numeric)), dtype=np.float32)
+        categorical = np.empty((rows, len(self.categorical)), dtype=object)
+        for j, rule in enumerate(self.numeric):
+            values = columns.get(rule.name)
+            if values is None:
+                numeric[:, j] = np.nan
+                continue
+            if fast and rule.kind != "bool":
+                compiled = self._fast_column(j, values)
+                if compiled is not None:
+                    numeric[:, j] = compiled
+                    continue
+            if isinstance(values, np.ndarray):
+                values = values.tolist()
+            out, bad = check_values(rule, values, rule.name in numeric_tensor)
+            problems += [
+                Problem(where(rule.name, r), m, k, row=r, field=rule.name) for r, m, k in bad
+            ]
+            if not bad:
+                numeric[:, j] = np.asarray(out, dtype=np.float64)
+        for j, rule in enumerate(self.categorical):
+            values = columns.get(rule.name)
+            if values is None:
+                categorical[:, j] = MISSING_CATEGORY
+                continue
+            if isinstance(values, np.ndarray):
+                values = values.tolist()
+            out, bad = check_values(rule, values, False)
+            problems += [
+                Problem(where(rule.name, r), m, k, row=r, field=rule.name) for r, m, k in bad
+            ]
+            categorical[:, j] = out
+        if problems:
+            raise RequestInvalid(problems)
+        return self._feeds(numeric, categorical)
+
+    def _fast_column(self, j: int, values: Sequence[Any]) -> np.ndarray | None:
+        """One numeric column by the compiled rules, or None to let the scalar rules judge."""
+        if isinstance(values, np.ndarray):
+            array = values.astype(np.float64, copy=False)
+        else:
+            try:
+                array = np.array(values)
+            except (ValueError, OverflowError):
+                return None
+            if array.ndim != 1 or array.dtype.kind not in "fi":
+                return None
+            array = array.astype(np.float64, copy=False)
+        ok = self._block_ok(array.reshape(-1, 1), slice(j, j + 1))
+        return array if ok else None
+
+    # -- the compiled rules ------------------------------------------------------------------
+    def numeric_block(self, values: list[Any], n: int) -> np.ndarray | None:
+        """The numeric block of ``n`` rows (a tuple per row) by the compiled rules, or None."""
+        if self._has_bool:
+            return None
+        try:
+            array = np.array(values)
+        except (ValueError, OverflowError):  # ragged rows
+            return None
+        if array.dtype.kind == "O":  # None (missing) among the numbers, or huge integers
+            flat = [v for row in values for v in row]
+            if not all(v is None or type(v) in _NUMBER for v in flat):
+                return None
+            try:
+                array = np.array(values, dtype=np.float64)
+            except (ValueError, OverflowError, TypeError):
+                return None
+        elif array.dtype.kind not in "fi":
+            return None
+        if array.shape != (n, len(self.numeric)):  # a value that is itself a list
+            return None
+        array = array.astype(np.float64, copy=False)
+        if not self._block_ok(array, slice(None)):
+            return None
+        return array.astype(np.float32)
+
+    def _block_ok(self, array: np.ndarray, columns: slice) -> bool:
+        """The numeric rules over a whole block: missing only where nullable, finite, within
+        float32 and the declared range, integral in integer columns."""
+        missing = np.isnan(array)
+        if missing.any() and (missing & ~self._nullable[columns]).any():
+            return False
+        with np.errstate(invalid="ignore"):
+            if (array < self._low[columns]).any() or (array > self._high[columns]).any():
+                return False
+            if np.isinf(array).any():
+                return False
+            ints = self._int[columns]
+            if ints.any():
+                block = array[:, ints]
+                if (np.floor(block) != block)[~np.isnan(block)].any():
+                    return False
+        return True
+
+    def category_block(self, columns: list[tuple[Any, ...]], n: int) -> np.ndarray | None:
+        """The categorical block from per-column value tuples by the compiled rules, or None."""
+        for rule, column in zip(self.categorical, columns, strict=True):
+            seen = set(column)
+            if None in seen:
+                if not rule.nullable:
+                    return None
+                seen.discard(None)
+            if MISSING_CATEGORY in seen and not rule.nullable:
+                return None
+            if rule.categories is not None:
+                if not seen <= rule.categories:
+                    return None
+            elif not all(type(v) is str for v in seen):
+                return None
+        array = np.array(columns, dtype=object).T.reshape(n, len(self.categorical))
+        array[array == None] = MISSING_CATEGORY  # noqa: E711 - elementwise comparison
+        return array
+
+    def _feeds(self, numeric: np.ndarray, categorical: np.ndarray) -> Feeds:
+        feeds: Feeds = {}
+        if self.numeric:
+            feeds[NUMERIC_INPUT] = numeric.astype(np.float32, copy=False)
+        if self.categorical:
+            feeds[CATEGORICAL_INPUT] = categorical
+        return feeds
+
+    # -- documentation -------------------------------------------------------------------------
+    def row_schema(self) -> dict[str, Any]:
+        """JSON Schema of one request row."""
+        return {
+            "type": "object",
+            "additionalProperties": False,
+            "required": sorted(self.required),
+            "properties": {name: rule.json_schema() for name, rule in self.by_name.items()},
+        }
+
+
+def _getter(names: list[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    if not names:
+        return lambda row: ()
+    if len(names) == 1:
+        get = operator.itemgetter(names[0])
+        return lambda row: (get(row),)
+    return operator.itemgetter(*names)
+
+
+def _order(problem: Problem) -> tuple[Any, ...]:
+    return tuple((0, x) if isinstance(x, int) else (1, str(x)) for x in problem.loc)
