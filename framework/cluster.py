@@ -8,6 +8,22 @@ import os
 from framework.config.ray import RayConfig
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _single_machine() -> None:
+    """Keep a local instance on loopback: every port Ray opens, its metrics endpoint too.
+
+    Ray replaces a loopback node address by the machine's routable one unless it runs as a
+    single-machine instance, which its ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` switch selects
+    (read at import, so it is set on the imported constant as well).
+    """
+    from ray._private import ray_constants
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
 def ensure_ray(config: RayConfig) -> str | None:
     """Start a local Ray instance or join a cluster (once); return the dashboard URL if any."""
     import ray
@@ -21,12 +37,15 @@ def ensure_ray(config: RayConfig) -> str | None:
             "configure_logging": True,
         }
         if config.address is None:
+            if config.node_ip_address in LOOPBACK:
+                _single_machine()
+            else:
+                kwargs["_node_ip_address"] = config.node_ip_address
             kwargs.update(
                 num_cpus=config.num_cpus,
                 include_dashboard=config.include_dashboard,
                 dashboard_host=config.dashboard_host,
                 dashboard_port=config.dashboard_port,
-                _node_ip_address=config.node_ip_address,
             )
             if config.metrics_export_port:
                 kwargs["_metrics_export_port"] = config.metrics_export_port

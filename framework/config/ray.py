@@ -17,8 +17,8 @@ class RayConfig(StrictModel):
     dashboard_port: PositiveInt = Field(8265, le=65535, description="Dashboard port.")
     node_ip_address: str = Field(
         "127.0.0.1",
-        description="Address of a local instance's node: its metrics endpoint binds here "
-        "(loopback keeps it off the network; a host address lets other nodes join).",
+        description="Address of a local instance: loopback keeps every port it opens (its "
+        "metrics endpoint too) off the network; a host address lets other nodes join.",
     )
     namespace: str = Field("framework", description="Ray namespace of the job.")
     object_store_memory_mb: PositiveInt | None = Field(

@@ -11,6 +11,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -34,6 +35,7 @@ pytestmark = pytest.mark.e2e
 
 DATA = ["data=churn", "data.source.rows=600", "model=logistic_regression"]
 START_TIMEOUT_S = 240
+HEADER_TIMEOUT_S = 3
 
 
 @dataclass
@@ -41,14 +43,22 @@ class Server:
     url: str
     key: str
     admin_key: str
+    limited_key: str
     proc: subprocess.Popen[str]
     work: Path
     version_dir: Path
     started: float
     lines: list[str] = field(default_factory=list)
 
-    def post(self, path: str, body: Any, key: str | None = "default", **kw: Any) -> Any:
-        headers = {"content-type": "application/json"}
+    def post(
+        self,
+        path: str,
+        body: Any,
+        key: str | None = "default",
+        headers: dict[str, Any] | None = None,
+        **kw: Any,
+    ) -> Any:
+        headers = {"content-type": "application/json", **(headers or {})}
         if key is not None:
             headers["x-api-key"] = self.key if key == "default" else key
         data = body if isinstance(body, bytes) else json.dumps(body)
@@ -105,6 +115,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     key = made.stdout.strip().splitlines()[-1]
     assert key.startswith("fwk_")
     admin_key, _ = add_key(work / "api_keys.json", "ops", ["admin"])
+    limited_key, _ = add_key(work / "api_keys.json", "bursty", ["predict"])
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -119,7 +130,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             "serve.max_queued_requests=2",
             "serve.max_rows_per_request=500",
             "serve.max_body_bytes=300000",
-            "ray.include_dashboard=false",
+            f"serve.timeouts.header_s={HEADER_TIMEOUT_S}",
+            "security.rate_limit.requests_per_s=100",
+            "security.rate_limit.burst=150",
         ],
         cwd=work,
         env=_env(),
@@ -131,6 +144,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         url=f"http://127.0.0.1:{port}",
         key=key,
         admin_key=admin_key,
+        limited_key=limited_key,
         proc=proc,
         work=work,
         version_dir=work / "model_registry" / "churn" / "versions" / "1",
@@ -246,7 +260,12 @@ def test_open_inference_protocol_round_trip(server: Server) -> None:
     )
     per_column = {
         "inputs": [
-            {"name": c, "datatype": "BYTES", "shape": [n], "data": [r[c] for r in records]}
+            {
+                "name": c,
+                "datatype": "FP32" if c in columns["numeric"] else "BYTES",
+                "shape": [n],
+                "data": [r[c] for r in records],
+            }
             for c in columns["numeric"] + columns["categorical"]
         ]
     }
@@ -285,7 +304,12 @@ def test_other_bad_requests_are_4xx_never_5xx(server: Server) -> None:
         "too many rows": (rows(501), 422),
         "a string": ("rows", 422),
         "nested junk": ([[1, 2]], 422),
-        "huge number": (b'[{"age": 1e999}]', 400),
+        "huge number": (b'[{"age": 1e999}]', 422),
+        "float32 overflow": ([{"age": 30, "income": 1e39}], 422),
+        "wrapped values": ([{k: [v] for k, v in r.items()} for r in rows(6)], 422),
+        "a list in one field": ([{**r, "income": [1.0]} for r in rows(6)], 422),
+        "empty body": (b"", 400),
+        "invalid utf-8": (b'[{"plan": "\xff"}]', 400),
     }
     for name, (body, status) in cases.items():
         answer = server.post("/v1/models/churn/predict", body)
@@ -294,6 +318,97 @@ def test_other_bad_requests_are_4xx_never_5xx(server: Server) -> None:
     v2 = server.post("/v2/models/churn/infer", {"inputs": [{"name": "age", "shape": [1]}]})
     assert v2.status_code == 422 and v2.json()["detail"][0]["loc"][:3] == ["body", "inputs", 0]
     assert server.post("/v2/models/churn/versions/9/infer", {"inputs": []}).status_code == 404
+    assert server.post("/v2/models/churn/versions/%C2%B2/infer", {"inputs": []}).status_code == 404
+    numeric = {"name": "numeric", "datatype": "FP32", "shape": [2, 4]}
+    for data in ([[1.0], 1.0, 2, 3, 4, 5, 6, 7], [[1, 2, 3, 4], [1, 2]], [[[]]]):
+        ragged = server.post("/v2/models/churn/infer", {"inputs": [{**numeric, "data": data}]})
+        assert ragged.status_code == 422, ragged.text
+    outputs = {
+        "inputs": [{**numeric, "data": [30, 1.0, 2, 3] * 2}],
+        "outputs": [{"name": ["label"]}],
+    }
+    assert server.post("/v2/models/churn/infer", outputs).status_code == 422
+
+
+def test_a_wrong_method_gets_405_with_allow(server: Server) -> None:
+    for method, path, allow in (
+        ("TRACE", "/healthz", "GET, HEAD"),
+        ("DELETE", "/v1/models", "GET, HEAD"),
+        ("GET", "/v1/models/churn/predict", "POST"),
+    ):
+        answer = requests.request(method, server.url + path, headers={"x-api-key": server.key})
+        assert answer.status_code == 405, (method, path, answer.text)
+        assert answer.headers["Allow"] == allow and answer.json()["error"]
+
+
+def test_prediction_ids_are_the_servers_own(server: Server) -> None:
+    answers = [
+        server.post("/v1/models/churn/predict", rows(1), headers={"x-request-id": "mine"}).json()
+        for _ in range(2)
+    ]
+    assert answers[0]["request_id"] != answers[1]["request_id"]
+    assert {a["correlation_id"] for a in answers} == {"mine"}
+    bad = server.post("/v1/models/churn/predict", rows(1), headers={"x-request-id": b"\xff\xfe"})
+    assert bad.status_code == 400 and "x-request-id" in bad.json()["error"]
+
+
+def test_every_route_has_a_body_limit(server: Server) -> None:
+    big = (
+        b'{"labels": [' + b'{"id": "x", "label": "no"},' * 20_000 + b'{"id": "x", "label": "no"}]}'
+    )
+    assert len(big) > 300_000
+    for path in ("/v1/feedback", "/v1/admin/promote", "/v2/models/churn/infer"):
+        answer = server.post(path, big, key=server.admin_key)
+        assert answer.status_code == 413, (path, answer.text)
+
+
+def test_a_key_past_its_rate_limit_gets_429_with_retry_after(server: Server) -> None:
+    statuses: list[tuple[int, str | None]] = []
+
+    def call(_: int) -> None:
+        answer = requests.get(server.url + "/v1/models", headers={"x-api-key": server.limited_key})
+        statuses.append((answer.status_code, answer.headers.get("Retry-After")))
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(call, range(400)))
+    codes = {s for s, _ in statuses}
+    assert {200, 429} <= codes <= {200, 429, 503}, codes  # 503: the replica's queue was full
+    assert all(retry is not None and int(retry) >= 1 for s, retry in statuses if s == 429)
+    assert server.get("/v1/models").status_code == 200  # other keys keep their own budget
+
+
+def test_a_client_that_stalls_mid_headers_is_cut_off(server: Server) -> None:
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(b"POST /v1/models/churn/predict HTTP/1.1\r\nHost: x\r\nx-api-")
+        started = time.monotonic()
+        answer = sock.recv(4096)
+        waited = time.monotonic() - started
+    assert waited < HEADER_TIMEOUT_S + 5, waited
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 408"), answer[:100]
+
+
+def test_the_ingress_listens_only_on_the_configured_host(server: Server) -> None:
+    import psutil
+
+    tree = psutil.Process(server.proc.pid).children(recursive=True)
+    listening = {}
+    for proc in tree:
+        try:
+            for conn in proc.net_connections(kind="tcp"):
+                if conn.status == psutil.CONN_LISTEN:
+                    listening[conn.laddr.port] = (conn.laddr.ip, proc.name())
+        except psutil.NoSuchProcess:
+            continue
+    haproxy = {p: ip for p, (ip, name) in listening.items() if name == "haproxy"}
+    assert len(haproxy) >= 3 and set(haproxy.values()) == {"127.0.0.1"}, listening
+    assert 8500 not in listening and 9500 not in listening  # no shared fallback proxy port
+    direct = {p: ip for p, (ip, _) in listening.items() if 30000 <= p <= 31000}
+    assert direct and set(direct.values()) == {"127.0.0.1"}, listening
+    metrics = next(line for line in server.lines if "metrics:  http" in line)
+    address = metrics.split("http://", 1)[1].split("/", 1)[0]
+    metrics_host, metrics_port = address.rsplit(":", 1)
+    assert metrics_host == "127.0.0.1" and listening[int(metrics_port)][0] == "127.0.0.1"
 
 
 def test_an_oversized_body_gets_413(server: Server) -> None:
@@ -315,7 +430,7 @@ def test_api_keys_and_roles(server: Server) -> None:
     assert server.get("/v1/admin/config").status_code == 403
     admin = server.get("/v1/admin/config", key=server.admin_key)
     assert admin.status_code == 200
-    assert sorted(admin.json()["keys"]) == ["client", "ops"]
+    assert sorted(admin.json()["keys"]) == ["bursty", "client", "ops"]
     assert server.key not in admin.text
     assert server.post(path, rows(1), key=server.admin_key).status_code == 200
     assert server.get("/v1/models", key=None).status_code == 401
@@ -330,7 +445,7 @@ def test_models_listing_and_openapi_document_the_schema(server: Server) -> None:
     doc = server.get("/openapi.json", key=None).json()
     body = doc["paths"]["/v1/models/{name}/predict"]["post"]["requestBody"]
     schema = json.dumps(body)
-    row = doc["components"]["schemas"]["ChurnRow"]
+    row = doc["components"]["schemas"]["Row"]
     assert row["additionalProperties"] is False
     assert set(row["properties"]) == {
         "age",
@@ -341,8 +456,13 @@ def test_models_listing_and_openapi_document_the_schema(server: Server) -> None:
         "contract",
     }
     assert row["properties"]["age"]["anyOf"][0]["minimum"] == 18
-    assert "ChurnRow" in schema and '"maxItems": 500' in schema
-    assert doc["paths"]["/v1/models/{name}/predict"]["post"]["security"] == [{"ApiKey": []}]
+    assert "#/components/schemas/Row" in schema and '"maxItems": 500' in schema
+    predict = doc["paths"]["/v1/models/{name}/predict"]["post"]
+    assert predict["security"] == [{"ApiKey": []}, {"Bearer": []}]
+    declared = set(predict["responses"])
+    assert {"200", "400", "401", "403", "404", "405", "413", "422", "429", "503"} <= declared
+    for operation in (op for path in doc["paths"].values() for op in path.values()):
+        assert "405" in operation["responses"] and "503" in operation["responses"]
 
 
 def test_overload_answers_503_with_retry_after(server: Server) -> None:
