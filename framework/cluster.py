@@ -7,7 +7,6 @@ import os
 
 from framework.config.ray import RayConfig
 
-
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 

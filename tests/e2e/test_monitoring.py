@@ -29,8 +29,10 @@ from sklearn.datasets import load_breast_cancer
 
 from framework.data.source import snake_case
 from framework.security.keys import add_key
+from framework.serving.router import bucket
 from framework.store.registry import ModelRegistry
 from tests.e2e.conftest import ROOT, cli_env, free_port, run_cli
+from tests.tools import promtool
 
 pytestmark = pytest.mark.e2e
 
@@ -272,6 +274,22 @@ def test_a_bad_challenger_is_rolled_back_by_the_policy_and_the_split_holds(app: 
 def test_a_good_challenger_is_ramped_up_and_promoted(app: App) -> None:
     _train(app.work, "train.seed=7")  # v3, as good as the champion
     app.wait(lambda s: s["replica_routing"]["challenger"] == 3, "the replica routing to v3")
+    # A predict-only key aims 100 bad requests at the challenger: client errors never count
+    # against a version, so they cannot roll it back.
+    weight = app.status()["routing"]["weight"]
+    aimed = [f"customer-{i}" for i in range(5000) if bucket(f"customer-{i}") < weight][:100]
+    for i, customer in enumerate(aimed):
+        bad = [{**app.rows[0], "mean_radius": "x"}] if i % 2 else {"inputs": [{"name": "numeric"}]}
+        path = "predict" if i % 2 else "infer"
+        prefix = "v1" if i % 2 else "v2"
+        response = requests.post(
+            f"{app.url}/{prefix}/models/{NAME}/{path}",
+            json=bad,
+            headers={"x-api-key": app.key, "x-customer-id": customer},
+        )
+        assert response.status_code == 422, response.text
+    status = app.status()
+    assert "challenger" in status["aliases"] and not _audit(app, "rollback")[1:]
     deadline = time.monotonic() + 180
     while app.store.aliases(NAME).get("champion") != 3:
         assert time.monotonic() < deadline, json.dumps(app.status())[:3000]
@@ -349,6 +367,25 @@ def test_a_shadow_version_is_mirrored_and_never_answers(app: App) -> None:
     app.store.move_aliases(NAME, {"shadow": None}, actor="ops")
 
 
+def test_feedback_cannot_outvote_or_flood_the_monitor(app: App) -> None:
+    _, rid, truth = app.predict(1)
+    wrong = "benign" if truth == "malignant" else "malignant"
+    before = app.status()["labels"]
+    first = app.feedback([(0, rid, truth)])
+    copies = app.feedback([(0, rid, wrong)] * 1000)  # the first label for an id wins
+    assert first["accepted"] == 1 and copies["duplicates"] == 1000 and copies["matched"] == 0
+    unknown = [(0, f"never-{i}", truth) for i in range(400_000)]
+    for start in range(0, len(unknown), 10_000):
+        app.feedback(unknown[start : start + 10_000])
+    labels = app.status()["labels"]
+    assert labels["pending"] <= 10_000  # monitor.window.pending_labels
+    dropped = labels["dropped"]["pending_cap"] - before["dropped"]["pending_cap"]
+    assert dropped >= 390_000, labels
+    big = b'{"labels": [' + b'{"id": "x", "label": "benign"},' * 200_000 + b"{}]}"
+    too_big = requests.post(f"{app.url}/v1/feedback", data=big, headers={"x-api-key": app.key})
+    assert too_big.status_code == 413
+
+
 def _series(text: str, name: str) -> list[tuple[dict[str, str], float]]:
     out = []
     for line in text.splitlines():
@@ -376,6 +413,7 @@ def test_prometheus_endpoint_has_the_framework_series(app: App) -> None:
         "ray_framework_feature_drifted",
         "ray_framework_label_feed_age_seconds",
         "ray_framework_imputed_values_total",
+        "ray_framework_feedback_labels_dropped_total",
     }
     deadline = time.monotonic() + 60
     while True:
@@ -406,6 +444,42 @@ def test_prometheus_endpoint_has_the_framework_series(app: App) -> None:
     # A label feed that stops shows as a growing age, and serving goes on.
     ages = [v for _, v in _series(text, "ray_framework_label_feed_age_seconds")]
     assert ages and ages[0] >= 0
+
+
+def test_promtool_finds_nothing_to_lint_in_the_framework_series(app: App) -> None:
+    """Prometheus' own linter on the scrape: the histograms are real histograms, the counters
+    end in _total, every family has HELP and TYPE. Ray's own series are not ours to name."""
+    tool = promtool()
+    if tool is None:
+        pytest.skip("promtool is neither on PATH nor available from apt")
+    app.traffic(20)
+    deadline = time.monotonic() + 60
+    while True:
+        text = app.scrape()
+        ours = [
+            line
+            for line in text.splitlines()
+            if line.split("{")[0].split(" ")[0].startswith("ray_framework_")
+            or (
+                line.startswith("# ")
+                and line.split()[2:3]
+                and line.split()[2].startswith("ray_framework_")
+            )
+        ]
+        types = {line.split()[2]: line.split()[3] for line in ours if line.startswith("# TYPE")}
+        if "ray_framework_batch_rows" in types or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert types["ray_framework_request_duration_seconds"] == "histogram"
+    assert types["ray_framework_batch_rows"] == "histogram"
+    assert types["ray_framework_requests_total"] == "counter"
+    # Ray adds its own camelCase labels (Component, NodeAddress, ...) to every series
+    ray_labels = re.compile(r'(?:Component|NodeAddress|SessionName|Version|WorkerId)="[^"]*",?')
+    exposition = "\n".join(ray_labels.sub("", line).replace(",}", "}") for line in ours) + "\n"
+    checked = subprocess.run(
+        [tool, "check", "metrics"], input=exposition, capture_output=True, text=True
+    )
+    assert checked.returncode == 0 and not checked.stdout.strip(), checked.stdout + checked.stderr
 
 
 def test_drift_of_two_shifted_features_is_flagged_by_the_batch_job_and_live(app: App) -> None:

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer
 
+from framework.config.app import AppConfig
 from framework.config.monitor import MonitorConfig
 from framework.data.source import snake_case
+from framework.monitoring.protocol import RecordBatch
 from framework.monitoring.service import Monitor
-from framework.serving.app import AppArgs
 from framework.store.registry import ModelRegistry
 from tests.e2e.conftest import run_cli
 
@@ -39,14 +40,14 @@ def test_drift_starts_a_training_run_whose_version_enters_as_challenger(tmp_path
             "window": {"rows": 300, "min_rows": 100},
         }
     )
-    args = AppArgs(
+    args = AppConfig(
         model_name="breast_cancer",
         store_path=str(store.root),
         keys_base=str(tmp_path),
         monitor=config,
     )
-    monitor = Monitor(args.model_dump(mode="json"))
-    assert monitor.current_routing()["champion"] == 1
+    monitor = Monitor(args)
+    assert monitor.rollout.routing().champion == 1
 
     data = load_breast_cancer()
     names = [snake_case(n) for n in data.feature_names]
@@ -59,7 +60,7 @@ def test_drift_starts_a_training_run_whose_version_enters_as_challenger(tmp_path
         rows[:, j] += 1.5 * data.data[:, names.index(shifted)].std()
 
     async def feed() -> None:  # the monitor's own loop tests the window
-        await monitor.record({"requests": [], "numeric": rows})
+        await monitor.record(RecordBatch(numeric=rows))
         for _ in range(300):
             if monitor.drift is not None:
                 return
@@ -69,25 +70,29 @@ def test_drift_starts_a_training_run_whose_version_enters_as_challenger(tmp_path
     assert monitor.drift is not None
     assert sorted(monitor.drift.drifted) == ["mean_radius", "worst_texture"]
 
-    monitor._retrain_tick()
-    assert monitor.retrain_process is not None
+    def tick() -> None:
+        rolling_out = monitor.rollout.state.challenger is not None
+        monitor.retrain.tick(monitor.drift, None, rolling_out)
+
+    tick()
+    assert monitor.retrain.process is not None
     (start,) = [e for e in store.audit("breast_cancer") if e["action"] == "retrain_start"]
     assert start["reason"] == "drift in mean_radius, worst_texture"
     assert start["actor"] == "retraining-loop" and "train.alias=challenger" in start["overrides"]
     deadline = time.monotonic() + 300
-    while monitor.retrain_process is not None:
+    while monitor.retrain.process is not None:
         assert time.monotonic() < deadline, "the retraining run did not finish"
         time.sleep(1)
-        monitor._retrain_tick()
+        tick()
     (done,) = [e for e in store.audit("breast_cancer") if e["action"] == "retrain_done"]
     assert done["exit_status"] == 0, Path(done["log"]).read_text()[-3000:]
     assert store.aliases("breast_cancer") == {"champion": 1, "challenger": 2}
 
-    monitor._read_aliases()
-    routing = monitor.current_routing()
-    assert (routing["challenger"], routing["weight"]) == (2, config.rollout.steps[0])
-    monitor._retrain_tick()  # one candidate at a time: no second run during its rollout
-    assert monitor.retrain_process is None
+    monitor._follow_aliases()
+    routing = monitor.rollout.routing()
+    assert (routing.challenger, routing.weight) == (2, config.rollout.steps[0])
+    tick()  # one candidate at a time: no second run during its rollout
+    assert monitor.retrain.process is None
     assert [e["action"] for e in store.audit("breast_cancer")][-5:] == [
         "retrain_start",
         "register",
