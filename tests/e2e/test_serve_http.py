@@ -494,6 +494,87 @@ def test_keys_never_appear_in_logs(server: Server) -> None:
     assert not leaked
 
 
+# -- the adversarial acceptance suite, on a smaller budget ------------------------------------
+FUZZ_CASES = int(os.environ.get("FRAMEWORK_FUZZ_CASES", "400"))
+SCHEMATHESIS_EXAMPLES = int(os.environ.get("FRAMEWORK_SCHEMATHESIS_EXAMPLES", "15"))
+
+
+def test_the_structural_fuzzer_finds_no_5xx_hang_or_unnamed_refusal(server: Server) -> None:
+    from benchmarks.fuzz import fuzz
+
+    columns = ["age", "income", "tenure_months", "support_calls", "plan", "contract"]
+    outcome = fuzz(
+        server.url,
+        "churn",
+        server.admin_key,
+        columns,
+        FUZZ_CASES,
+        threads=2,
+        max_body=300_000,
+        seed=1,
+    )
+    assert outcome.total >= FUZZ_CASES * 0.95, outcome.statuses
+    assert not outcome.server_errors, outcome.server_errors[:5]
+    assert not outcome.hangs, outcome.hangs[:5]
+    assert not outcome.bad_refusals, outcome.bad_refusals[:5]
+    assert len(outcome.statuses) >= 6  # it reached past the first checks
+
+
+def test_every_documented_operation_answers_as_documented(server: Server) -> None:
+    """schemathesis on every operation of the OpenAPI document, valid and invalid inputs: no
+    5xx, only documented statuses, content types and bodies, invalid input refused."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis.errors import Unsatisfiable
+    from schemathesis import GenerationMode
+    from schemathesis.checks import (
+        content_type_conformance,
+        negative_data_rejection,
+        not_a_server_error,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    checks = [
+        not_a_server_error,
+        status_code_conformance,
+        content_type_conformance,
+        response_schema_conformance,
+        negative_data_rejection,
+    ]
+    schema = schemathesis.openapi.from_url(server.url + "/openapi.json")
+    failures: list[str] = []
+    operations = 0
+
+    def exercise(operation: Any, mode: GenerationMode) -> None:
+        @settings(
+            max_examples=SCHEMATHESIS_EXAMPLES,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(operation.as_strategy(generation_mode=mode))
+        def run(case: Any) -> None:
+            try:
+                case.call_and_validate(headers={"x-api-key": server.admin_key}, checks=checks)
+            except Exception as exc:  # collect every operation's failures, then report
+                failures.append(f"{operation.label} ({mode.value}): {str(exc)[:600]}")
+
+        try:
+            run()
+        except Unsatisfiable:  # nothing in this operation can be made invalid
+            assert mode == GenerationMode.NEGATIVE
+
+    for result in schema.get_all_operations():
+        operations += 1
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            exercise(result.ok(), mode)
+    from framework.serving.routes import ROUTES
+
+    assert operations == len(ROUTES) - 1  # schemathesis leaves out the document itself
+    assert not failures, "\n".join(failures[:10])
+
+
 def test_sigint_drains_and_stops_cleanly(server: Server) -> None:
     """Requests in flight when SIGINT arrives finish; any arriving while the replica drains
     are turned away with 503 (never dropped); then the process exits 0 and the port closes."""
