@@ -12,6 +12,8 @@ import json
 import sys
 from typing import Any
 
+from framework.monitoring import metrics as m
+
 PREDICT = 'route=~"predict|v2_infer|v2_infer_version"'
 
 #: (title, panel type, unit, [(PromQL, legend)], description)
@@ -22,7 +24,7 @@ PANELS: list[tuple[str, str, str, list[tuple[str, str]], str]] = [
         "reqps",
         [
             (
-                f"sum by (version, status) (rate(ray_framework_requests_total{{{PREDICT}}}[1m]))",
+                f"sum by (version, status) (rate({m.REQUESTS.prometheus}{{{PREDICT}}}[1m]))",
                 "v{{version}} {{status}}",
             )
         ],
@@ -35,12 +37,12 @@ PANELS: list[tuple[str, str, str, list[tuple[str, str]], str]] = [
         [
             (
                 "histogram_quantile(0.5, sum by (le, version) "
-                f"(rate(ray_framework_request_duration_seconds_bucket{{{PREDICT}}}[5m])))",
+                f"(rate({m.LATENCY.prometheus}_bucket{{{PREDICT}}}[5m])))",
                 "p50 v{{version}}",
             ),
             (
                 "histogram_quantile(0.99, sum by (le, version) "
-                f"(rate(ray_framework_request_duration_seconds_bucket{{{PREDICT}}}[5m])))",
+                f"(rate({m.LATENCY.prometheus}_bucket{{{PREDICT}}}[5m])))",
                 "p99 v{{version}}",
             ),
         ],
@@ -52,9 +54,9 @@ PANELS: list[tuple[str, str, str, list[tuple[str, str]], str]] = [
         "percentunit",
         [
             (
-                "sum by (version) (rate(ray_framework_requests_total"
+                f"sum by (version) (rate({m.REQUESTS.prometheus}"
                 f'{{{PREDICT}, status=~"5.."}}[5m])) / sum by (version) '
-                f"(rate(ray_framework_requests_total{{{PREDICT}}}[5m]))",
+                f"(rate({m.REQUESTS.prometheus}{{{PREDICT}}}[5m]))",
                 "v{{version}}",
             )
         ],
@@ -66,12 +68,12 @@ PANELS: list[tuple[str, str, str, list[tuple[str, str]], str]] = [
         "percentunit",
         [
             (
-                "max by (version, alias) (ray_framework_traffic_share_ratio)",
+                f"max by (version, alias) ({m.TRAFFIC_SHARE.prometheus})",
                 "declared {{alias}} v{{version}}",
             ),
             (
-                f"sum by (version) (rate(ray_framework_requests_total{{{PREDICT}}}[1m])) / "
-                f"ignoring(version) group_left sum(rate(ray_framework_requests_total"
+                f"sum by (version) (rate({m.REQUESTS.prometheus}{{{PREDICT}}}[1m])) / "
+                f"ignoring(version) group_left sum(rate({m.REQUESTS.prometheus}"
                 f"{{{PREDICT}}}[1m]))",
                 "observed v{{version}}",
             ),
@@ -82,7 +84,7 @@ PANELS: list[tuple[str, str, str, list[tuple[str, str]], str]] = [
         "Rollout step of the challenger",
         "stat",
         "none",
-        [("max(ray_framework_rollout_step)", "step")],
+        [(f"max({m.ROLLOUT_STEP.prometheus})", "step")],
         "Index into monitor.rollout.steps; -1 when there is no challenger.",
     ),
     (
@@ -91,7 +93,7 @@ PANELS: list[tuple[str, str, str, list[tuple[str, str]], str]] = [
         "percentunit",
         [
             (
-                "max by (version, metric) (ray_framework_live_quality)",
+                f"max by (version, metric) ({m.LIVE_QUALITY.prometheus})",
                 "{{metric}} v{{version}}",
             )
         ],
@@ -102,7 +104,7 @@ PANELS: list[tuple[str, str, str, list[tuple[str, str]], str]] = [
         "Labels in the quality window",
         "timeseries",
         "none",
-        [("max by (version) (ray_framework_live_labels)", "v{{version}}")],
+        [(f"max by (version) ({m.LIVE_LABELS.prometheus})", "v{{version}}")],
         "How many labelled predictions each version's live quality rests on.",
     ),
     (
@@ -111,7 +113,7 @@ PANELS: list[tuple[str, str, str, list[tuple[str, str]], str]] = [
         "none",
         [
             (
-                "max by (version, actual, predicted) (ray_framework_live_confusion)",
+                f"max by (version, actual, predicted) ({m.LIVE_CONFUSION.prometheus})",
                 "v{{version}} {{actual}} -> {{predicted}}",
             )
         ],
@@ -123,7 +125,7 @@ PANELS: list[tuple[str, str, str, list[tuple[str, str]], str]] = [
         "rps",
         [
             (
-                "sum by (version, class) (rate(ray_framework_predictions_total[5m]))",
+                f"sum by (version, class) (rate({m.PREDICTIONS.prometheus}[5m]))",
                 "v{{version}} {{class}}",
             )
         ],
@@ -133,21 +135,21 @@ PANELS: list[tuple[str, str, str, list[tuple[str, str]], str]] = [
         "Feature drift: PSI per feature",
         "bargauge",
         "none",
-        [("max by (feature) (ray_framework_feature_drift_psi)", "{{feature}}")],
+        [(f"max by (feature) ({m.DRIFT_PSI.prometheus})", "{{feature}}")],
         "Population stability index of the live window against the training reference.",
     ),
     (
         "Drifted features",
         "stat",
         "none",
-        [("sum(max by (feature) (ray_framework_feature_drifted))", "drifted")],
+        [(f"sum(max by (feature) ({m.DRIFTED.prometheus}))", "drifted")],
         "Features whose corrected test and PSI both passed the monitor/ thresholds.",
     ),
     (
         "Drift test p-value (corrected) per feature",
         "bargauge",
         "none",
-        [("max by (feature) (ray_framework_feature_drift_p_value)", "{{feature}}")],
+        [(f"max by (feature) ({m.DRIFT_P.prometheus})", "{{feature}}")],
         "KS (numeric) or chi-square (categorical) p-value after the multiple-testing correction.",
     ),
     (
@@ -156,7 +158,7 @@ PANELS: list[tuple[str, str, str, list[tuple[str, str]], str]] = [
         "rps",
         [
             (
-                "sum by (feature) (rate(ray_framework_imputed_values_total[5m]))",
+                f"sum by (feature) (rate({m.IMPUTED.prometheus}[5m]))",
                 "{{feature}}",
             )
         ],
@@ -167,8 +169,8 @@ PANELS: list[tuple[str, str, str, list[tuple[str, str]], str]] = [
         "timeseries",
         "s",
         [
-            ("max(ray_framework_request_feed_age_seconds)", "requests"),
-            ("max(ray_framework_label_feed_age_seconds)", "labels"),
+            (f"max({m.REQUEST_FEED_AGE.prometheus})", "requests"),
+            (f"max({m.LABEL_FEED_AGE.prometheus})", "labels"),
         ],
         "A request source or label feed that stops shows as a growing age.",
     ),
@@ -178,7 +180,7 @@ PANELS: list[tuple[str, str, str, list[tuple[str, str]], str]] = [
         "rps",
         [
             (
-                "sum by (version, outcome) (rate(ray_framework_shadow_predictions_total[5m]))",
+                f"sum by (version, outcome) (rate({m.SHADOW.prometheus}[5m]))",
                 "shadow v{{version}} {{outcome}}",
             )
         ],
@@ -190,11 +192,13 @@ PANELS: list[tuple[str, str, str, list[tuple[str, str]], str]] = [
         "none",
         [
             (
-                "histogram_quantile(0.5, sum by (le) (rate(ray_framework_batch_rows_bucket[5m])))",
+                "histogram_quantile(0.5, sum by (le) "
+                f"(rate({m.BATCH_ROWS.prometheus}_bucket[5m])))",
                 "p50",
             ),
             (
-                "histogram_quantile(0.99, sum by (le) (rate(ray_framework_batch_rows_bucket[5m])))",
+                "histogram_quantile(0.99, sum by (le) "
+                f"(rate({m.BATCH_ROWS.prometheus}_bucket[5m])))",
                 "p99",
             ),
         ],

@@ -167,11 +167,11 @@ class Handlers:
         )
         return Reply(body, version=answer.version)
 
-    async def infer(self, call: Call) -> Reply:
+    async def v2_infer(self, call: Call) -> Reply:
         self._named(call)
         return await self._infer(call, None)
 
-    async def infer_version(self, call: Call) -> Reply:
+    async def v2_infer_version(self, call: Call) -> Reply:
         return await self._infer(call, self._version(call))
 
     async def _infer(self, call: Call, fixed: LoadedVersion | None) -> Reply:
