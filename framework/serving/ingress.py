@@ -31,10 +31,14 @@ ENV_CLIENT_S = "FRAMEWORK_INGRESS_CLIENT_TIMEOUT_S"
 ENV_BINARY = "FRAMEWORK_HAPROXY_BINARY"
 MARK = "# rewritten by framework-haproxy (framework.serving.ingress)"
 _ANY_HOST = re.compile(r"^(\s*bind\s+)(?:\*|0\.0\.0\.0)?:(\d+)(.*)$")
-#: HAProxy's own refusals as JSON: status, reason, message.
+#: HAProxy's own answers as JSON: status, reason, message. Ray's config turns 502-504 into a
+#: bare 500; a client should see that no replica could answer now, and retry.
 ERRORS = (
     (400, "Bad Request", "the request is not valid HTTP"),
     (408, "Request Timeout", "the request headers and body did not arrive in time"),
+    (502, "Service Unavailable", "no replica could answer; retry shortly"),
+    (503, "Service Unavailable", "no replica could answer; retry shortly"),
+    (504, "Gateway Timeout", "the replica did not answer in time"),
 )
 
 
@@ -73,15 +77,15 @@ def harden(
     rules added and, with ``errors`` (error files by status), HAProxy's refusals as JSON."""
     if config.startswith(MARK):  # already rewritten (HAProxy reloads reuse the file)
         return config
+    errors = errors or {}
     out: list[str] = [MARK]
     section = ""
     for line in config.splitlines():
         stripped = line.strip()
         if line and not line[0].isspace():
             section = stripped
-        if section == "defaults" and stripped.startswith(
-            ("timeout client", "timeout http-request")
-        ):
+        replaced = ("timeout client", "timeout http-request", *(f"errorfile {s} " for s in errors))
+        if section == "defaults" and stripped.startswith(replaced):
             continue
         if host not in ("0.0.0.0", "::", "*"):
             line = _ANY_HOST.sub(lambda m: f"{m.group(1)}{host}:{m.group(2)}{m.group(3)}", line)
@@ -89,7 +93,7 @@ def harden(
         if stripped == "defaults":
             out.append(f"    timeout http-request {header_s}s")
             out.append(f"    timeout client {client_s}s")
-            out += [f"    errorfile {status} {path}" for status, path in (errors or {}).items()]
+            out += [f"    errorfile {status} {path}" for status, path in errors.items()]
         if section.startswith("frontend http_frontend") and stripped.startswith("bind "):
             out.extend(FRONTEND_RULES)
     return "\n".join(out) + "\n"
