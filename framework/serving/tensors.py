@@ -12,7 +12,6 @@ default; outputs are returned that way when asked for (``binary_data_output`` or
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,24 +19,11 @@ import numpy as np
 import orjson
 
 from framework.export.signature import CATEGORICAL_INPUT, NUMERIC_INPUT, Signature
+from framework.serving.binary import NUMERIC_TYPES, decode_tensor, encode_tensor
 from framework.serving.codec import Answer, parse_json
 from framework.serving.problems import HttpError, Problem, RequestInvalid, invalid
 from framework.serving.rules import Feeds, RequestRules
 
-#: The v2 datatypes of numbers, with their little-endian numpy types.
-NUMERIC_TYPES: dict[str, str] = {
-    "FP16": "<f2",
-    "FP32": "<f4",
-    "FP64": "<f8",
-    "INT8": "<i1",
-    "INT16": "<i2",
-    "INT32": "<i4",
-    "INT64": "<i8",
-    "UINT8": "<u1",
-    "UINT16": "<u2",
-    "UINT32": "<u4",
-    "UINT64": "<u8",
-}
 DATATYPES = frozenset([*NUMERIC_TYPES, "BOOL", "BYTES"])
 EXTENSIONS = ["binary_tensor_data"]
 HEADER_LENGTH = b"inference-header-content-length"
@@ -125,43 +111,6 @@ def _is(value: Any, datatype: str) -> bool:
     if datatype.startswith(("INT", "UINT")):
         return type(value) is int
     return type(value) in (int, float)
-
-
-def _binary(
-    chunk: bytes, datatype: str, count: int, loc: tuple[Any, ...]
-) -> np.ndarray | list[Any]:
-    """The values of one tensor sent as raw bytes."""
-    if datatype == "BYTES":
-        out: list[Any] = []
-        at = 0
-        while at < len(chunk) and len(out) < count:
-            if at + 4 > len(chunk):
-                break
-            (size,) = struct.unpack_from("<I", chunk, at)
-            piece = chunk[at + 4 : at + 4 + size]
-            if len(piece) != size:
-                break
-            try:
-                out.append(piece.decode("utf-8"))
-            except UnicodeDecodeError:
-                raise invalid(
-                    (*loc, "data", len(out)), "BYTES element is not valid UTF-8", "type"
-                ) from None
-            at += 4 + size
-        if len(out) != count or at != len(chunk):
-            raise invalid(
-                (*loc, "parameters", "binary_data_size"),
-                f"the bytes do not hold {count} BYTES elements",
-            )
-        return out
-    dtype = np.dtype("|b1" if datatype == "BOOL" else NUMERIC_TYPES[datatype])
-    if len(chunk) != count * dtype.itemsize:
-        raise invalid(
-            (*loc, "parameters", "binary_data_size"),
-            f"{len(chunk)} bytes do not hold {count} {datatype} values "
-            f"({dtype.itemsize} bytes each)",
-        )
-    return np.frombuffer(chunk, dtype=dtype)
 
 
 def decode_infer(
@@ -308,7 +257,7 @@ def _tensor(
                 (*loc, "parameters", "binary_data_size"),
                 "does not fit the binary data after the header",
             )
-        values: Any = _binary(tail[at : at + size], datatype, n * width, loc)
+        values: Any = decode_tensor(tail[at : at + size], datatype, n * width, loc)
         at += size
     else:
         values = _flat(tensor.get("data"), n, width, loc)
@@ -374,7 +323,7 @@ def encode_infer(
         datatype, shape, values = tensors[name]
         tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": shape}
         if binary:
-            chunk = _to_bytes(values, datatype)
+            chunk = encode_tensor(values, datatype)
             tensor["parameters"] = {"binary_data_size": len(chunk)}
             chunks.append(chunk)
         else:
@@ -395,16 +344,6 @@ def encode_infer(
     if not chunks:
         return header, {}
     return header + b"".join(chunks), {"Inference-Header-Content-Length": str(len(header))}
-
-
-def _to_bytes(values: np.ndarray, datatype: str) -> bytes:
-    if datatype == "BYTES":
-        parts = []
-        for value in values.tolist():
-            data = str(value).encode("utf-8")
-            parts.append(struct.pack("<I", len(data)) + data)
-        return b"".join(parts)
-    return np.ascontiguousarray(values, dtype="<f4").tobytes()
 
 
 def model_metadata(name: str, versions: list[int], rules: RequestRules) -> dict[str, Any]:

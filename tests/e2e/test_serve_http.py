@@ -330,6 +330,53 @@ def test_other_bad_requests_are_4xx_never_5xx(server: Server) -> None:
     assert server.post("/v2/models/churn/infer", outputs).status_code == 422
 
 
+def test_tritonclient_at_its_defaults_gets_what_v1_predict_gives(server: Server) -> None:
+    """The standard v2 client, unconfigured: binary tensors in and out, FP32 for integer
+    columns (integral values), NaN for a missing value, per-version readiness, outputs by
+    name."""
+    import tritonclient.http as httpclient
+
+    headers = {"x-api-key": server.key}
+    client = httpclient.InferenceServerClient(url=server.url.removeprefix("http://"))
+    assert client.is_server_live() and client.is_server_ready()
+    assert client.is_model_ready("churn", headers=headers)
+    assert client.is_model_ready("churn", "1", headers=headers)
+    assert not client.is_model_ready("churn", "7", headers=headers)
+    assert "binary_tensor_data" in client.get_server_metadata(headers=headers)["extensions"]
+    meta = client.get_model_metadata("churn", headers=headers)
+    columns = meta["parameters"]["feature_columns"]
+    records = [r for r in rows(20, seed=11) if len(r) == 6][:8]
+    records[0]["income"] = None  # sent as NaN
+    numeric = np.array(
+        [[np.nan if r[c] is None else r[c] for c in columns["numeric"]] for r in records],
+        dtype=np.float32,
+    )
+    categorical = np.array([[r[c] for c in columns["categorical"]] for r in records], dtype=object)
+    inputs = []
+    for spec, values in zip(meta["inputs"], (numeric, categorical), strict=True):
+        tensor = httpclient.InferInput(spec["name"], list(values.shape), spec["datatype"])
+        tensor.set_data_from_numpy(values)  # binary_data=True: the client's default
+        inputs.append(tensor)
+    result = client.infer("churn", inputs, headers=headers)
+    labels = [v.decode() for v in result.as_numpy("label")]
+    v1 = server.post("/v1/models/churn/predict", records).json()["predictions"]
+    assert labels == [p["label"] for p in v1]
+    np.testing.assert_allclose(
+        result.as_numpy("probabilities"),
+        [[p["probabilities"][c] for c in ("no", "yes")] for p in v1],
+        atol=1e-6,
+    )
+    chosen = client.infer(
+        "churn",
+        inputs,
+        model_version="1",
+        outputs=[httpclient.InferRequestedOutput("label")],
+        headers=headers,
+    )
+    assert [o["name"] for o in chosen.get_response()["outputs"]] == ["label"]
+    assert [v.decode() for v in chosen.as_numpy("label")] == labels
+
+
 def test_a_wrong_method_gets_405_with_allow(server: Server) -> None:
     for method, path, allow in (
         ("TRACE", "/healthz", "GET, HEAD"),
