@@ -17,10 +17,10 @@ class RateLimitConfig(StrictModel):
 
     enabled: bool = Field(True, description="Limit the request rate of each API key.")
     requests_per_s: PositiveFloat = Field(
-        1000.0, description="Sustained requests per second one key may make, per replica."
+        10_000.0, description="Sustained requests per second one key may make, per replica."
     )
     burst: PositiveInt = Field(
-        2000, description="Requests a key may make at once before the rate applies."
+        20_000, description="Requests a key may make at once before the rate applies."
     )
 
 

@@ -134,6 +134,12 @@ class ServeConfig(StrictModel):
         5.0, description="How long a stopping replica finishes its ongoing requests."
     )
     health_check_period_s: PositiveFloat = Field(5.0, description="Replica health check period.")
+    access_log: bool = Field(
+        False,
+        description="Ray Serve's per-request access log lines in the replicas' logs (the "
+        "framework's request metrics count every request either way; the log line costs a "
+        "few percent of a replica's CPU).",
+    )
     output_dir: str = Field(
         "serve_configs", description="Folder task=build_serve_config writes to."
     )

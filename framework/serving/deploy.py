@@ -90,6 +90,7 @@ def deployment_options(config: ServeConfig) -> dict[str, Any]:
         "graceful_shutdown_timeout_s": config.graceful_shutdown_s,
         "health_check_period_s": config.health_check_period_s,
         "ray_actor_options": {"num_cpus": config.num_cpus},
+        "logging_config": {"enable_access_log": config.access_log},
     }
     if config.memory_mb:
         options["ray_actor_options"]["memory"] = config.memory_mb * 1024 * 1024
