@@ -29,6 +29,8 @@ class MetricSpec:
     description: str
     tag_keys: tuple[str, ...]
     boundaries: tuple[float, ...] = ()
+    #: Which deployment records it: the model replicas or the monitor.
+    recorded_by: Literal["replica", "monitor"] = "monitor"
 
     @property
     def prometheus(self) -> str:
@@ -57,8 +59,16 @@ def _spec(
     description: str,
     *tags: str,
     boundaries: list[float] | None = None,
+    replica: bool = False,
 ) -> MetricSpec:
-    return MetricSpec(name, kind, description, ("model", *tags), tuple(boundaries or ()))
+    return MetricSpec(
+        name,
+        kind,
+        description,
+        ("model", *tags),
+        tuple(boundaries or ()),
+        "replica" if replica else "monitor",
+    )
 
 
 REQUESTS = _spec(
@@ -68,6 +78,7 @@ REQUESTS = _spec(
     "route",
     "version",
     "status",
+    replica=True,
 )
 LATENCY = _spec(
     "framework_request_duration_seconds",
@@ -76,12 +87,14 @@ LATENCY = _spec(
     "route",
     "version",
     boundaries=LATENCY_BOUNDARIES,
+    replica=True,
 )
 BATCH_ROWS = _spec(
     "framework_batch_rows",
     "histogram",
     "Rows in one ONNX Runtime call (requests batched together).",
     boundaries=[float(b) for b in ROW_BOUNDARIES],
+    replica=True,
 )
 PREDICTIONS = _spec(
     "framework_predictions_total",
@@ -89,6 +102,7 @@ PREDICTIONS = _spec(
     "Predicted rows by version and class.",
     "version",
     "class",
+    replica=True,
 )
 PREDICTION_BINS = _spec(
     "framework_prediction_bin_total",
@@ -96,12 +110,14 @@ PREDICTION_BINS = _spec(
     "Predicted values (regression) by version, counted in the training target's quantile bins.",
     "version",
     "bin",
+    replica=True,
 )
 IMPUTED = _spec(
     "framework_imputed_values_total",
     "counter",
     "Missing feature values in requests, imputed with training statistics.",
     "feature",
+    replica=True,
 )
 SHADOW = _spec(
     "framework_shadow_predictions_total",
@@ -109,17 +125,13 @@ SHADOW = _spec(
     "Rows the shadow version predicted, by agreement with the answer given.",
     "version",
     "outcome",
+    replica=True,
 )
 RECORDS_DROPPED = _spec(
     "framework_monitor_records_dropped_total",
     "counter",
     "Request records the monitor could not take (it was unreachable).",
-)
-RATE_LIMITED = _spec(
-    "framework_rate_limited_total",
-    "counter",
-    "Requests refused with 429 because their API key passed its rate limit.",
-    "key",
+    replica=True,
 )
 LABELS_DROPPED = _spec(
     "framework_feedback_labels_dropped_total",
@@ -196,7 +208,6 @@ METRICS: tuple[MetricSpec, ...] = (
     IMPUTED,
     SHADOW,
     RECORDS_DROPPED,
-    RATE_LIMITED,
     LABELS_DROPPED,
     DRIFT_PSI,
     DRIFT_P,
@@ -210,3 +221,8 @@ METRICS: tuple[MetricSpec, ...] = (
     LABEL_FEED_AGE,
     ROLLOUT_STEP,
 )
+
+
+def recorded_by(deployment: str) -> dict[str, MetricSpec]:
+    """The metrics one deployment records, by name."""
+    return {spec.name: spec for spec in METRICS if spec.recorded_by == deployment}

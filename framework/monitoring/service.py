@@ -63,8 +63,7 @@ class Monitor:
         self._quality: dict[int, dict[str, Any]] = {}
         self._dropped_exported: dict[str, int] = {}
         self.tags = {"model": self.name}
-        self.metrics = {spec.name: spec.create() for spec in m.METRICS if spec.kind == "gauge"}
-        self.labels_dropped = m.LABELS_DROPPED.create()
+        self.metrics = {name: spec.create() for name, spec in m.recorded_by("monitor").items()}
         self._follow_aliases(initial=True)
 
     # -- background loop -----------------------------------------------------------------
@@ -221,7 +220,7 @@ class Monitor:
         for reason, total in self.labels.dropped.items():
             new = total - self._dropped_exported.get(reason, 0)
             if new:
-                self.labels_dropped.inc(new, {**tags, "reason": reason})
+                self.metrics[m.LABELS_DROPPED.name].inc(new, {**tags, "reason": reason})
                 self._dropped_exported[reason] = total
         classes = list(self.signature.classes) if self.signature else []
         for version, quality in self._live().items():

@@ -68,11 +68,7 @@ class Recorder:
         self.config = config
         self.tags = {"model": model}
         self.pending = _Pending()
-        self.metrics = {
-            s.name: s.create()
-            for s in m.METRICS
-            if s.kind != "gauge" and s.name not in (m.LABELS_DROPPED.name,)
-        }
+        self.metrics = {name: spec.create() for name, spec in m.recorded_by("replica").items()}
         self.value_edges, self.value_bins = target_bins(router.first, profile)
         self._task: asyncio.Task[None] | None = None
 
