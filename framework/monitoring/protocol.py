@@ -48,25 +48,24 @@ class RecordBatch:
     """What one replica saw since its last flush.
 
     Per prediction request that reached a version: ``versions``, ``server_errors`` (the
-    version itself failed: only these count against it) and ``latency_ms``. Per predicted
-    row: ``ids`` (server-generated prediction ids), ``prediction_versions`` and
-    ``prediction_labels``. Sampled rows for the drift window: ``numeric``/``categorical``
-    and ``sampled_predictions``. ``shadow``: agreement counts of the mirrored version.
+    version itself failed: only these count against it) and ``latency_ms``. Per answered
+    request: ``predictions`` (its server-made id, the version, the predicted labels; row
+    ``i`` has the prediction id ``<id>-<i>``). The newest rows for the drift window, at most
+    ``monitor.window.rows`` a flush: ``numeric``/``categorical`` and ``sampled_predictions``.
+    ``shadow``: agreement counts of the mirrored version.
     """
 
     versions: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     server_errors: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=bool))
     latency_ms: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.float64))
-    ids: list[str] = field(default_factory=list)
-    prediction_versions: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
-    prediction_labels: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
+    predictions: list[tuple[str, int, np.ndarray]] = field(default_factory=list)
     numeric: np.ndarray | None = None
     categorical: np.ndarray | None = None
     sampled_predictions: np.ndarray | None = None
     shadow: dict[str, int] = field(default_factory=dict)
 
     def empty(self) -> bool:
-        return not len(self.versions) and not self.ids
+        return not len(self.versions) and not self.predictions
 
 
 @dataclass(frozen=True)

@@ -275,7 +275,7 @@ class Monitor:
                 "shadow": self.shadow,
                 "labels": {
                     "pending": len(book.pending),
-                    "tracked_predictions": len(book.tracked),
+                    "tracked_predictions": book.tracked_rows,
                     "dropped": dict(book.dropped),
                 },
                 "seconds_since_last_request": now - self.last_request

@@ -18,9 +18,6 @@ from framework.export.signature import MISSING_CATEGORY, Signature
 from framework.monitoring.protocol import FeedbackResult, Label, RecordBatch
 from framework.monitoring.rollout import VersionStats
 
-#: Marks a tracked prediction whose label already arrived (a second label is a duplicate).
-_LABELLED = object()
-
 
 def live_quality(
     pairs: list[tuple[Any, Any]], classes: list[str], min_labels: int
@@ -153,16 +150,20 @@ class DriftWindow:
 
 
 class LabelBook:
-    """Predictions remembered by id, labels waiting for theirs, and the joined pairs.
+    """Predictions remembered by request, labels waiting for theirs, and the joined pairs.
 
-    One label per prediction id: the first label that arrives wins, later ones are counted
-    as duplicates and ignored (so a caller cannot outvote the truth with copies). Labels for
-    ids not seen yet wait, capped by ``window.pending_labels`` and ``window.pending_label_s``.
+    A prediction id is ``<request id>-<row>``. One label per prediction id: the first label
+    that arrives wins, later ones are counted as duplicates and ignored (so a caller cannot
+    outvote the truth with copies). Labels for ids not seen yet wait, capped by
+    ``window.pending_labels`` and ``window.pending_label_s``; predictions are remembered up to
+    ``window.tracked_predictions`` rows.
     """
 
     def __init__(self, config: WindowConfig):
         self.config = config
-        self.tracked: OrderedDict[str, Any] = OrderedDict()
+        #: request id -> (version, predicted labels, rows already labelled)
+        self.tracked: OrderedDict[str, tuple[int, list[Any], set[int]]] = OrderedDict()
+        self.tracked_rows = 0
         self.pending: OrderedDict[str, tuple[Any, float]] = OrderedDict()
         self.quality: dict[int, deque[tuple[Any, Any]]] = {}
         self.joined = 0
@@ -170,20 +171,19 @@ class LabelBook:
 
     def track(self, batch: RecordBatch, step: StepCounts) -> None:
         """Remember the batch's predictions; join labels that were waiting for them."""
-        if not batch.ids:
-            return
-        pairs = zip(
-            batch.prediction_versions.tolist(), batch.prediction_labels.tolist(), strict=True
-        )
-        for rid, pair in zip(batch.ids, pairs, strict=True):
+        for rid, version, labels in batch.predictions:
             if rid in self.tracked:
                 continue  # ids are made by the server; a repeat is ignored, not overwritten
-            self.tracked[rid] = pair
-            waiting = self.pending.pop(rid, None)
-            if waiting is not None:
-                self._join(rid, waiting[0], step)
-        while len(self.tracked) > self.config.tracked_predictions:
-            self.tracked.popitem(last=False)
+            self.tracked[rid] = (version, labels.tolist(), set())
+            self.tracked_rows += len(labels)
+            if self.pending:
+                for row in range(len(labels)):
+                    waiting = self.pending.pop(f"{rid}-{row}", None)
+                    if waiting is not None:
+                        self._join(rid, row, waiting[0], step)
+        while self.tracked_rows > self.config.tracked_predictions and self.tracked:
+            _, (_, labels, _) = self.tracked.popitem(last=False)
+            self.tracked_rows -= len(labels)
 
     def add(self, labels: list[Label], step: StepCounts, classification: bool) -> FeedbackResult:
         now = time.time()
@@ -191,12 +191,17 @@ class LabelBook:
         dropped_before = self.dropped["pending_cap"]
         for label in labels:
             value = str(label.value) if classification else float(label.value)
-            known = self.tracked.get(label.prediction_id)
-            if known is _LABELLED or label.prediction_id in self.pending:
+            rid, _, row = label.prediction_id.rpartition("-")
+            known = self.tracked.get(rid)
+            index = int(row) if row.isdecimal() and len(row) < 10 else -1
+            if known is not None and 0 <= index < len(known[1]):
+                if index in known[2]:
+                    duplicates += 1
+                else:
+                    self._join(rid, index, value, step)
+                    matched += 1
+            elif label.prediction_id in self.pending:
                 duplicates += 1
-            elif known is not None:
-                self._join(label.prediction_id, value, step)
-                matched += 1
             else:
                 self.pending[label.prediction_id] = (value, now)
                 pending += 1
@@ -223,10 +228,10 @@ class LabelBook:
             self.pending.popitem(last=False)
             self.dropped["expired"] += 1
 
-    def _join(self, rid: str, truth: Any, step: StepCounts) -> None:
-        version, predicted = self.tracked[rid]
-        self.tracked[rid] = _LABELLED
-        pair = (predicted, truth)
+    def _join(self, rid: str, row: int, truth: Any, step: StepCounts) -> None:
+        version, predicted, labelled = self.tracked[rid]
+        labelled.add(row)
+        pair = (predicted[row], truth)
         self.joined += 1
         window = self.quality.setdefault(version, deque(maxlen=self.config.labels))
         window.append(pair)

@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,8 +130,8 @@ class Recorder:
             server_errors=np.asarray([r[4] for r in predicted], dtype=bool),
             latency_ms=np.asarray([r[3] * 1000.0 for r in predicted], dtype=np.float64),
         )
-        if pending.predictions:
-            self._summarize(pending.predictions, batch)
+        if pending.predictions:  # off the event loop: requests keep flowing meanwhile
+            await asyncio.to_thread(self._summarize, pending.predictions, batch)
         if self.monitor is None or batch.empty():
             return None
         try:
@@ -143,18 +144,13 @@ class Recorder:
     def _summarize(
         self, predictions: list[tuple[int, str, Feeds, np.ndarray]], batch: RecordBatch
     ) -> None:
-        """Rows, imputed values, predictions by id and shadow agreement."""
+        """Predictions by request, imputed values, class counts, the newest rows for the
+        drift window and shadow agreement (runs in a thread: it is the flush's heavy part)."""
         tags, metrics = self.tags, self.metrics
-        sizes = [len(labels) for *_, labels in predictions]
+        signature = self.router.first.signature
+        batch.predictions = [(rid, version, labels) for version, rid, _, labels in predictions]
         feeds = {k: np.concatenate([f[k] for _, _, f, _ in predictions]) for k in predictions[0][2]}
         labels = np.concatenate([np.asarray(lab) for *_, lab in predictions])
-        versions = np.repeat([v for v, *_ in predictions], sizes)
-        rate = self.config.sample_rate
-        sampled = (
-            np.random.random(len(predictions)) < rate if rate < 1.0 else np.ones(len(sizes), bool)
-        )
-        keep = np.repeat(sampled, sizes)
-        signature = self.router.first.signature
         for key, names, missing in (
             (NUMERIC_INPUT, signature.numeric, lambda a: np.isnan(a.astype(np.float64))),
             (CATEGORICAL_INPUT, signature.categorical, lambda a: a == MISSING_CATEGORY),
@@ -164,27 +160,16 @@ class Recorder:
             for name, n in zip(names, missing(feeds[key]).sum(axis=0).tolist(), strict=True):
                 if n:
                     metrics[m.IMPUTED.name].inc(n, {**tags, "feature": name})
-        if NUMERIC_INPUT in feeds:
-            batch.numeric = feeds[NUMERIC_INPUT][keep]
-        if CATEGORICAL_INPUT in feeds:
-            batch.categorical = feeds[CATEGORICAL_INPUT][keep]
-        batch.sampled_predictions = labels[keep]
-        batch.ids = [
-            f"{rid}-{i}"
-            for (_, rid, _, _), n in zip(predictions, sizes, strict=True)
-            for i in range(n)
-        ]
-        batch.prediction_versions = versions
-        batch.prediction_labels = labels
-        for version in np.unique(versions).tolist():
-            mine = labels[versions == version]
+        self._sample(predictions, feeds, labels, batch)
+        for version in {v for v, *_ in predictions}:
+            mine = [lab for v, _, _, lab in predictions if v == version]
             vtags = {**tags, "version": str(version)}
             if signature.classification:
-                classes, counts = np.unique(mine.astype(str), return_counts=True)
-                for cls, n in zip(classes.tolist(), counts.tolist(), strict=True):
-                    metrics[m.PREDICTIONS.name].inc(n, {**vtags, "class": cls})
+                counts = Counter(np.concatenate(mine).tolist())
+                for cls, n in counts.items():
+                    metrics[m.PREDICTIONS.name].inc(n, {**vtags, "class": str(cls)})
             elif len(self.value_edges):
-                index = np.searchsorted(self.value_edges, mine.astype(float))
+                index = np.searchsorted(self.value_edges, np.concatenate(mine).astype(float))
                 for b, n in enumerate(np.bincount(index, minlength=len(self.value_bins))):
                     if n:
                         metrics[m.PREDICTION_BINS.name].inc(
@@ -203,3 +188,21 @@ class Recorder:
                     metrics[m.SHADOW.name].inc(
                         n, {**tags, "version": str(shadow.number), "outcome": outcome}
                     )
+
+    def _sample(
+        self,
+        predictions: list[tuple[int, str, Feeds, np.ndarray]],
+        feeds: Feeds,
+        labels: np.ndarray,
+        batch: RecordBatch,
+    ) -> None:
+        """The newest sampled rows, at most as many as the drift window holds."""
+        sizes = np.array([len(lab) for *_, lab in predictions])
+        rate = self.config.sample_rate
+        sampled = np.random.random(len(sizes)) < rate if rate < 1.0 else np.ones(len(sizes), bool)
+        keep = np.flatnonzero(np.repeat(sampled, sizes))[-self.config.window.rows :]
+        if NUMERIC_INPUT in feeds:
+            batch.numeric = feeds[NUMERIC_INPUT][keep]
+        if CATEGORICAL_INPUT in feeds:
+            batch.categorical = feeds[CATEGORICAL_INPUT][keep]
+        batch.sampled_predictions = labels[keep]

@@ -259,15 +259,18 @@ class RequestRules:
         where: Locate,
         numeric_tensor: frozenset[str] | set[str],
         fast: bool,
+        numeric_block: np.ndarray | None = None,
     ) -> Feeds:
         """Feeds from whole columns (an absent column is all missing); every bad value is
         reported at ``where(column, row)``. ``numeric_tensor``: columns sent in a numeric
         tensor (a boolean column may hold 0/1 there). ``fast``: the values hold no JSON
-        booleans, so the compiled rules may judge numeric columns."""
+        booleans, so the compiled rules may judge numeric columns. ``numeric_block``: every
+        numeric column at once, already accepted by ``matrix``."""
         problems: list[Problem] = []
         numeric = np.empty((rows, len(self.numeric)), dtype=np.float32)
         categorical = np.empty((rows, len(self.categorical)), dtype=object)
-        for j, rule in enumerate(self.numeric):
+        fast = fast and rows > SMALL_BATCH  # a few values are cheaper one by one
+        for j, rule in enumerate(self.numeric if numeric_block is None else ()):
             values = columns.get(rule.name)
             if values is None:
                 numeric[:, j] = np.nan
@@ -299,7 +302,21 @@ class RequestRules:
             categorical[:, j] = out
         if problems:
             raise RequestInvalid(problems)
-        return self._feeds(numeric, categorical)
+        return self._feeds(numeric if numeric_block is None else numeric_block, categorical)
+
+    def matrix(self, values: Sequence[Any] | np.ndarray, rows: int) -> np.ndarray | None:
+        """The whole numeric block from a row-major [rows, k] tensor by the compiled rules, or
+        None to judge it column by column."""
+        if self._has_bool or rows <= SMALL_BATCH:
+            return None
+        try:
+            array = np.asarray(values)
+        except (ValueError, OverflowError):
+            return None
+        if array.dtype.kind not in "fiu" or array.size != rows * len(self.numeric):
+            return None
+        array = array.reshape(rows, len(self.numeric)).astype(np.float64, copy=False)
+        return array.astype(np.float32) if self._block_ok(array, slice(None)) else None
 
     def _fast_column(self, j: int, values: Sequence[Any]) -> np.ndarray | None:
         """One numeric column by the compiled rules, or None to let the scalar rules judge."""

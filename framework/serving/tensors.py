@@ -194,6 +194,7 @@ def _inputs(
         for m in sorted(required - set(names))
     ]
     columns: dict[str, Any] = {}
+    block: np.ndarray | None = None
     offsets: dict[str, tuple[int, int, int]] = {}
     numeric_tensor: set[str] = set()
     rows: int | None = None
@@ -209,6 +210,8 @@ def _inputs(
         rows = n
         if numeric:
             numeric_tensor.update(known[name])
+        if name == NUMERIC_INPUT and (fast or isinstance(values, np.ndarray)):
+            block = rules.matrix(values, n)
         width = len(known[name])
         for j, column in enumerate(known[name]):
             columns[column] = values[j::width] if width > 1 else values
@@ -223,7 +226,7 @@ def _inputs(
         i, j, width = offsets[column]
         return ("body", "inputs", i, "data", row * width + j)
 
-    return rules.columns(columns, rows, where, numeric_tensor, fast), rows
+    return rules.columns(columns, rows, where, numeric_tensor, fast, block), rows
 
 
 def _tensor(

@@ -333,3 +333,21 @@ def test_the_row_schema_documents_the_rules() -> None:
     income = doc["properties"]["income"]["anyOf"][0]
     assert income["maximum"] == FLOAT32_MAX
     assert doc["properties"]["plan"]["anyOf"][0]["enum"] == ["basic", "plus", "pro"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(VALUES, min_size=3, max_size=3), min_size=5, max_size=8))
+def test_compiled_block_path_agrees_with_the_scalar_rules(rows: list[list[Any]]) -> None:
+    flat = [v for row in rows for v in row]
+    if any(type(v) is bool for v in flat):  # a typed numeric tensor holds no booleans
+        return
+    columns = {rule.name: flat[j::3] for j, rule in enumerate(RULES.numeric)}
+
+    def where(column: str, row: int) -> tuple[Any, ...]:
+        return (column, row)
+
+    block = RULES.matrix(flat, len(rows))
+    scalar = verdict(lambda: RULES.columns(columns, len(rows), where, set(columns), fast=False))
+    if block is not None:
+        assert scalar[0] == "ok", (rows, scalar)
+        np.testing.assert_array_equal(block, scalar[1][NUMERIC_INPUT])
