@@ -54,6 +54,8 @@ class ColumnRule:
     categories: frozenset[str] | None
     ordered_categories: tuple[str, ...] | None
     description: str
+    numeric: bool  # fed through the numeric input (float, int, bool)
+    number: bool  # float or int
 
     @classmethod
     def of(cls, name: str, spec: ColumnSpec) -> ColumnRule:
@@ -69,21 +71,27 @@ class ColumnRule:
             categories=frozenset(categories) if categories is not None else None,
             ordered_categories=categories,
             description=spec.description,
+            numeric=spec.dtype in ("float", "int", "bool"),
+            number=spec.dtype in ("float", "int"),
         )
-
-    @property
-    def numeric(self) -> bool:
-        return self.kind in ("float", "int", "bool")
 
     def check(self, value: Any, tensor: bool = False) -> tuple[Any, str | None, str]:
         """``(feed value, None, "")`` when ``value`` is acceptable, else ``(None, message,
         kind)``. ``tensor``: the value came from a numeric Open Inference Protocol tensor,
         where a boolean column is sent as 0 or 1."""
-        if value is None or (type(value) is float and math.isnan(value)):
+        t = type(value)
+        # The common case first: a number within range (the bounds lie within float32).
+        if (
+            (t is float or t is int)
+            and self.number
+            and self.low <= value <= self.high
+            and (t is int or self.kind == "float" or value.is_integer())
+        ):
+            return float(value), None, ""
+        if value is None or (t is float and math.isnan(value)):
             if not self.nullable:
                 return None, "Field required (it may not be null or NaN)", "missing"
             return (math.nan if self.numeric else MISSING_CATEGORY), None, ""
-        t = type(value)
         if self.kind == "bool":
             if t is bool:
                 return float(value), None, ""
@@ -267,18 +275,18 @@ class RequestRules:
         booleans, so the compiled rules may judge numeric columns. ``numeric_block``: every
         numeric column at once, already accepted by ``matrix``."""
         problems: list[Problem] = []
-        numeric = np.empty((rows, len(self.numeric)), dtype=np.float32)
+        checked: list[Any] = []  # each numeric column's feed values, joined once at the end
         categorical = np.empty((rows, len(self.categorical)), dtype=object)
         fast = fast and rows > SMALL_BATCH  # a few values are cheaper one by one
         for j, rule in enumerate(self.numeric if numeric_block is None else ()):
             values = columns.get(rule.name)
             if values is None:
-                numeric[:, j] = np.nan
+                checked.append([math.nan] * rows)
                 continue
             if fast and rule.kind != "bool":
                 compiled = self._fast_column(j, values)
                 if compiled is not None:
-                    numeric[:, j] = compiled
+                    checked.append(compiled)
                     continue
             if isinstance(values, np.ndarray):
                 values = values.tolist()
@@ -286,8 +294,7 @@ class RequestRules:
             problems += [
                 Problem(where(rule.name, r), m, k, row=r, field=rule.name) for r, m, k in bad
             ]
-            if not bad:
-                numeric[:, j] = np.asarray(out, dtype=np.float64)
+            checked.append(out)
         for j, rule in enumerate(self.categorical):
             values = columns.get(rule.name)
             if values is None:
@@ -302,12 +309,28 @@ class RequestRules:
             categorical[:, j] = out
         if problems:
             raise RequestInvalid(problems)
-        return self._feeds(numeric if numeric_block is None else numeric_block, categorical)
+        if numeric_block is None:
+            numeric_block = np.array(checked, dtype=np.float64).reshape(len(checked), rows).T
+        return self._feeds(numeric_block, categorical)
 
-    def matrix(self, values: Sequence[Any] | np.ndarray, rows: int) -> np.ndarray | None:
-        """The whole numeric block from a row-major [rows, k] tensor by the compiled rules, or
-        None to judge it column by column."""
-        if self._has_bool or rows <= SMALL_BATCH:
+    def matrix(
+        self, values: Sequence[Any] | np.ndarray, rows: int, fast: bool
+    ) -> np.ndarray | None:
+        """The whole numeric block from a row-major [rows, k] tensor when every value passes
+        (a few values by the scalar rules, more by the compiled ones if ``fast``), or None to
+        judge it column by column and name each problem."""
+        width = len(self.numeric)
+        if self._has_bool or len(values) != rows * width:
+            return None
+        if rows <= SMALL_BATCH and not isinstance(values, np.ndarray):
+            out = []
+            for i, value in enumerate(values):
+                converted, message, _ = self.numeric[i % width].check(value)
+                if message is not None:
+                    return None
+                out.append(converted)
+            return np.array(out, dtype=np.float32).reshape(rows, width)
+        if not fast:
             return None
         try:
             array = np.asarray(values)

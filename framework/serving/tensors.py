@@ -210,8 +210,8 @@ def _inputs(
         rows = n
         if numeric:
             numeric_tensor.update(known[name])
-        if name == NUMERIC_INPUT and (fast or isinstance(values, np.ndarray)):
-            block = rules.matrix(values, n)
+        if name == NUMERIC_INPUT:
+            block = rules.matrix(values, n, fast or isinstance(values, np.ndarray))
         width = len(known[name])
         for j, column in enumerate(known[name]):
             columns[column] = values[j::width] if width > 1 else values

@@ -346,7 +346,17 @@ def test_compiled_block_path_agrees_with_the_scalar_rules(rows: list[list[Any]])
     def where(column: str, row: int) -> tuple[Any, ...]:
         return (column, row)
 
-    block = RULES.matrix(flat, len(rows))
+    block = RULES.matrix(flat, len(rows), fast=True)
+    small = RULES.matrix(flat[:6], 2, fast=False)  # two rows: the scalar rules
+    small_scalar = verdict(
+        lambda: RULES.columns(
+            {r.name: flat[:6][j::3] for j, r in enumerate(RULES.numeric)}, 2, where, set(), False
+        )
+    )
+    if small is not None:
+        np.testing.assert_array_equal(small, small_scalar[1][NUMERIC_INPUT])
+    else:
+        assert small_scalar[0] == "invalid"
     scalar = verdict(lambda: RULES.columns(columns, len(rows), where, set(columns), fast=False))
     if block is not None:
         assert scalar[0] == "ok", (rows, scalar)
