@@ -108,20 +108,41 @@ class Recorder:
             await asyncio.sleep(min(poll, flush) / 2)
 
     async def flush(self) -> Routing | None:
-        """Export the interval's metrics; send its records to the monitor (None: not sent)."""
+        """Export the interval's metrics; send its records to the monitor (None: not sent).
+
+        The counting runs in a thread: Ray's histogram takes one call per observation, and a
+        second's worth of them on the event loop stalled the requests waiting behind it.
+        """
         pending, self.pending = self.pending, _Pending()
+        calls, self.router.call_rows = self.router.call_rows, []
+        batch = await asyncio.to_thread(self._export, pending, calls)
+        if self.monitor is None or batch.empty():
+            return None
+        try:
+            return await self.monitor.record.remote(batch)  # type: ignore[no-any-return]
+        except Exception as exc:
+            self.metrics[m.RECORDS_DROPPED.name].inc(len(pending.requests), self.tags)
+            logger.warning("the monitor did not take %d records: %s", len(pending.requests), exc)
+            return None
+
+    def _export(self, pending: _Pending, calls: list[int]) -> RecordBatch:
+        """Metrics of the interval, and the record batch for the monitor."""
         tags, metrics = self.tags, self.metrics
+        latency = metrics[m.LATENCY.name]
         counts: dict[tuple[str, str, str], int] = {}
-        for route, version, status, latency, _ in pending.requests:
+        series: dict[tuple[str, str], dict[str, str]] = {}
+        for route, version, status, seconds, _ in pending.requests:
             label = "" if version is None else str(version)
             key = (route, label, str(status))
             counts[key] = counts.get(key, 0) + 1
-            metrics[m.LATENCY.name].observe(latency, {**tags, "route": route, "version": label})
+            where = series.get((route, label))
+            if where is None:
+                where = series[(route, label)] = {**tags, "route": route, "version": label}
+            latency.observe(seconds, where)
         for (route, version, status), n in counts.items():
             metrics[m.REQUESTS.name].inc(
                 n, {**tags, "route": route, "version": version, "status": status}
             )
-        calls, self.router.call_rows = self.router.call_rows, []
         for rows in calls:
             metrics[m.BATCH_ROWS.name].observe(rows, tags)
         predicted = [r for r in pending.requests if r[1] is not None]
@@ -130,22 +151,15 @@ class Recorder:
             server_errors=np.asarray([r[4] for r in predicted], dtype=bool),
             latency_ms=np.asarray([r[3] * 1000.0 for r in predicted], dtype=np.float64),
         )
-        if pending.predictions:  # off the event loop: requests keep flowing meanwhile
-            await asyncio.to_thread(self._summarize, pending.predictions, batch)
-        if self.monitor is None or batch.empty():
-            return None
-        try:
-            return await self.monitor.record.remote(batch)  # type: ignore[no-any-return]
-        except Exception as exc:
-            metrics[m.RECORDS_DROPPED.name].inc(len(pending.requests), tags)
-            logger.warning("the monitor did not take %d records: %s", len(pending.requests), exc)
-            return None
+        if pending.predictions:
+            self._summarize(pending.predictions, batch)
+        return batch
 
     def _summarize(
         self, predictions: list[tuple[int, str, Feeds, np.ndarray]], batch: RecordBatch
     ) -> None:
         """Predictions by request, imputed values, class counts, the newest rows for the
-        drift window and shadow agreement (runs in a thread: it is the flush's heavy part)."""
+        drift window and shadow agreement."""
         tags, metrics = self.tags, self.metrics
         signature = self.router.first.signature
         batch.predictions = [(rid, version, labels) for version, rid, _, labels in predictions]
