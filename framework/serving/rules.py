@@ -56,7 +56,25 @@ class RequestRules:
         self._int = np.array([r.kind == "int" for r in self.numeric], dtype=bool)
         self._has_bool = any(r.kind == "bool" for r in self.numeric)
         self._get_numeric = _getter([r.name for r in self.numeric])
+        groups = {
+            NUMERIC_INPUT: [r.name for r in self.numeric],
+            CATEGORICAL_INPUT: [r.name for r in self.categorical],
+        }
+        #: v2 input layouts: the model's own tensors, and one tensor per feature.
+        self.layouts = (
+            {k: v for k, v in groups.items() if v},
+            {name: [name] for name in self.by_name},
+        )
+        self._kinds: dict[tuple[str, ...], frozenset[str]] = {}
         self._get_categorical = _getter([r.name for r in self.categorical])
+
+    def kinds(self, columns: list[str]) -> frozenset[str]:
+        """The kinds of some columns (remembered: the same groups come every request)."""
+        key = tuple(columns)
+        found = self._kinds.get(key)
+        if found is None:
+            found = self._kinds[key] = frozenset(self.by_name[c].kind for c in columns)
+        return found
 
     # -- JSON records (v1) -----------------------------------------------------------------
     def records(self, records: list[Any], raw: bytes) -> Feeds:

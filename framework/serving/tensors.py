@@ -22,7 +22,7 @@ from framework.export.signature import CATEGORICAL_INPUT, NUMERIC_INPUT, Signatu
 from framework.serving.binary import NUMERIC_TYPES, decode_tensor, encode_tensor
 from framework.serving.codec import Answer, parse_json
 from framework.serving.problems import HttpError, Problem, RequestInvalid, invalid
-from framework.serving.rules import Feeds, RequestRules
+from framework.serving.rules import SMALL_BATCH, Feeds, RequestRules
 
 DATATYPES = frozenset([*NUMERIC_TYPES, "BOOL", "BYTES"])
 EXTENSIONS = ["binary_tensor_data"]
@@ -42,7 +42,7 @@ class InferRequest:
 
 
 def _accepts(rules: RequestRules, columns: list[str], datatype: str) -> bool:
-    kinds = {rules.by_name[c].kind for c in columns}
+    kinds = rules.kinds(columns)
     if kinds <= {"category", "string"}:
         return datatype == "BYTES"
     if datatype == "BOOL":
@@ -160,11 +160,7 @@ def decode_infer(
 def _inputs(
     rules: RequestRules, inputs: list[Any], tail: bytes, max_rows: int, fast: bool
 ) -> tuple[Feeds, int]:
-    grouped = {
-        NUMERIC_INPUT: [r.name for r in rules.numeric],
-        CATEGORICAL_INPUT: [r.name for r in rules.categorical],
-    }
-    grouped = {k: v for k, v in grouped.items() if v}
+    grouped, single = rules.layouts
     names: list[str] = []
     for i, tensor in enumerate(inputs):
         loc = ("body", "inputs", i)
@@ -177,7 +173,7 @@ def _inputs(
     if len(set(names)) != len(names):
         raise invalid(("body", "inputs"), "an input is named twice")
     use_groups = bool(set(names) & set(grouped))
-    known = grouped if use_groups else {name: [name] for name in rules.by_name}
+    known = grouped if use_groups else single
     for i, name in enumerate(names):
         if name not in known:
             options = (
@@ -212,6 +208,8 @@ def _inputs(
             numeric_tensor.update(known[name])
         if name == NUMERIC_INPUT:
             block = rules.matrix(values, n, fast or isinstance(values, np.ndarray))
+            if block is not None:  # accepted whole: no column needs looking at
+                continue
         width = len(known[name])
         for j, column in enumerate(known[name]):
             columns[column] = values[j::width] if width > 1 else values
@@ -269,7 +267,7 @@ def _tensor(
     else:
         values = _flat(tensor.get("data"), n, width, loc)
         kinds = "fiu" if datatype.startswith("FP") else "iu" if datatype in NUMERIC_TYPES else ""
-        array = _numbers(values) if fast and kinds and n * width > 8 else None
+        array = _numbers(values) if fast and kinds and n > SMALL_BATCH else None
         if array is not None and array.dtype.kind in kinds:
             values = array
         else:
