@@ -287,6 +287,8 @@ class RequestRules:
     def category_block(self, columns: list[tuple[Any, ...]], n: int) -> np.ndarray | None:
         """The categorical block from per-column value tuples by the compiled rules, or None."""
         for rule, column in zip(self.categorical, columns, strict=True):
+            if not all(v is None or type(v) is str for v in column):
+                return None  # a list or object among them: the scalar rules name it
             seen = set(column)
             if None in seen:
                 if not rule.nullable:
@@ -294,10 +296,7 @@ class RequestRules:
                 seen.discard(None)
             if MISSING_CATEGORY in seen and not rule.nullable:
                 return None
-            if rule.categories is not None:
-                if not seen <= rule.categories:
-                    return None
-            elif not all(type(v) is str for v in seen):
+            if rule.categories is not None and not seen <= rule.categories:
                 return None
         array = np.array(columns, dtype=object).T.reshape(n, len(self.categorical))
         array[array == None] = MISSING_CATEGORY  # noqa: E711 - elementwise comparison

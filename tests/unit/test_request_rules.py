@@ -87,6 +87,8 @@ def test_integral_floats_are_integers() -> None:
         ({**GOOD, "income": -1.0}, "income", "greater_than_equal"),
         ({**GOOD, "plan": "gold"}, "plan", "literal_error"),
         ({**GOOD, "city": 7}, "city", "string_type"),
+        ({**GOOD, "city": {"a": 1}}, "city", "string_type"),
+        ({**GOOD, "plan": ["pro"]}, "plan", "string_type"),
         ({**GOOD, "tenure": 3}, "tenure", "extra_forbidden"),
         ({k: v for k, v in GOOD.items() if k != "age"}, "age", "missing"),
         ({**GOOD, "age": None}, "age", "missing"),
