@@ -452,7 +452,7 @@ def main() -> None:
         sys.exit(0 if outcome.ok() else 1)
     import tempfile
 
-    from serve_http import free_port, start, stop, train, wait_http
+    from serve_http import free_port, serve_command, start, stop, train, wait_http
 
     work = Path(tempfile.mkdtemp(prefix="fuzz-"))
     print(f"work folder {work}; training the model ...", flush=True)
@@ -462,14 +462,7 @@ def main() -> None:
     key, _ = add_key(work / "api_keys.json", "fuzz-admin", ["admin"])
     port = free_port()
     proc = start(
-        [
-            sys.executable,
-            "-m",
-            "framework",
-            "task=serve",
-            "model=logistic_regression",
-            f"serve.port={port}",
-        ],
+        serve_command(port),
         work,
     )
     try:

@@ -40,6 +40,7 @@ from serve_http import (
     MODEL,
     free_port,
     make_bodies,
+    serve_command,
     start,
     stop,
     train,
@@ -205,17 +206,12 @@ def serving_part(duration: int, rounds: int) -> None:
         for monitoring in ("true", "false"):
             port = free_port()
             proc = start(
-                [
-                    sys.executable,
-                    "-m",
-                    "framework",
-                    "task=serve",
-                    "model=logistic_regression",
-                    f"serve.port={port}",
+                serve_command(
+                    port,
                     "serve.num_replicas=1",
                     f"monitor.enabled={monitoring}",
                     "ray.include_dashboard=false",
-                ],
+                ),
                 work,
             )
             try:

@@ -167,6 +167,19 @@ def stop(proc: subprocess.Popen[Any], timeout: float = 90) -> None:
             proc.wait()
 
 
+def serve_command(port: int, *overrides: str) -> list[str]:
+    """``python -m framework task=serve`` of the benchmark model on ``port``."""
+    return [
+        sys.executable,
+        "-m",
+        "framework",
+        "task=serve",
+        "model=logistic_regression",
+        f"serve.port={port}",
+        *overrides,
+    ]
+
+
 def start(cmd: list[str], cwd: Path, extra_env: dict[str, str] | None = None) -> Any:
     log = open(cwd / f"server-{int(time.time() * 1000)}.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
@@ -450,16 +463,7 @@ def main() -> None:
     print(f"(a) framework task=serve, {args.replicas} replica(s)", flush=True)
     port = free_port()
     proc = start(
-        [
-            sys.executable,
-            "-m",
-            "framework",
-            "task=serve",
-            "model=logistic_regression",
-            f"serve.port={port}",
-            f"serve.num_replicas={args.replicas}",
-            "ray.include_dashboard=false",
-        ],
+        serve_command(port, f"serve.num_replicas={args.replicas}", "ray.include_dashboard=false"),
         work,
     )
     try:
