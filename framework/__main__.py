@@ -26,7 +26,8 @@ def _task(cfg: DictConfig) -> None:
 
         root = config_module.load(cfg)
         output_dir = Path(HydraConfig.get().runtime.output_dir)
-        return run(root, output_dir, Console(highlight=False))
+        overrides = list(HydraConfig.get().overrides.task)
+        return run(root, output_dir, Console(highlight=False), overrides)
 
     run_guarded(job)
 

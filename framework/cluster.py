@@ -1,13 +1,47 @@
-"""Start or join Ray as declared in the ``ray/`` group."""
+"""Join the Ray cluster that is running, or start one: every command is a citizen of one cluster.
+
+``ray.address: null`` (the default) joins, in this order, the cluster named by
+``RAY_ADDRESS``, or the one Ray recorded on this machine (``ray start --head`` writes it, and
+so does a ``task=serve`` that started its own instance), and starts a local instance only
+when there is none. A busy dashboard or metrics port never fails a start: a free one is
+taken and printed.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import re
+import socket
+from dataclasses import dataclass, field
 
 from framework.config.ray import RayConfig
+from framework.errors import ClusterError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass
+class RayConnection:
+    """How this process reached Ray: joined or started, where, and what it has."""
+
+    joined: bool
+    address: str
+    found_by: str
+    cpus: float
+    dashboard_url: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        cpus = f"{self.cpus:g} CPU{'s' if self.cpus != 1 else ''}"
+        if self.joined:
+            return f"joined the running Ray cluster at {self.address} ({self.found_by}; {cpus})"
+        return f"started a local Ray instance at {self.address} ({cpus})"
+
+
+#: The connection this process made (None before ``ensure_ray``, or when Ray was started by
+#: the caller, as a test session does).
+connection: RayConnection | None = None
 
 
 def _single_machine() -> None:
@@ -23,39 +57,239 @@ def _single_machine() -> None:
     ray_constants.ENABLE_RAY_CLUSTER = False
 
 
-def ensure_ray(config: RayConfig) -> str | None:
-    """Start a local Ray instance or join a cluster (once); return the dashboard URL if any."""
+def _token_if_available() -> None:
+    """Use this machine's Ray cluster token (``~/.ray/auth_token``) to join, as Ray does for a
+    cluster it finds by itself; an explicit ``RAY_AUTH_MODE`` wins."""
+    from ray._private.authentication.authentication_token_setup import (
+        maybe_enable_token_auth_if_token_available,
+    )
+
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+def address_file() -> str:
+    """Ray's record of the cluster running on this machine (``/tmp/ray/ray_current_cluster``)."""
+    from ray._private.utils import get_ray_address_file
+
+    return str(get_ray_address_file(None))
+
+
+def reachable(address: str, timeout_s: float = 0.5) -> bool:
+    """Whether something answers on a ``host:port`` GCS address."""
+    host, _, port = address.rpartition(":")
+    if not port.isdigit():
+        return False
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def find_cluster(config: RayConfig) -> tuple[str, str] | None:
+    """``(address, how it was found)`` of the cluster to join, or None to start one."""
+    if config.address == "local":
+        return None
+    if config.address is not None:
+        return config.address, "ray.address"
+    env = os.environ.get("RAY_ADDRESS", "")
+    if env and env != "local":
+        return env, "RAY_ADDRESS"
+    path = address_file()
+    try:
+        with open(path) as handle:
+            recorded = handle.read().strip()
+    except OSError:
+        return None
+    if recorded and reachable(recorded):
+        return recorded, f"recorded in {path}"
+    return None
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether ``host:port`` can be bound now (the check Ray's own start would fail on)."""
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _bind_host(host: str) -> str:
+    return "0.0.0.0" if host in ("", "0.0.0.0") else host
+
+
+def start_ports(config: RayConfig) -> tuple[dict[str, object], list[str]]:
+    """``ray.init`` arguments for the ports of a new local instance; busy ones replaced."""
+    kwargs: dict[str, object] = {}
+    notes: list[str] = []
+    if config.include_dashboard:
+        port = config.dashboard_port
+        if not port_free(_bind_host(config.dashboard_host), port):
+            new = free_port(_bind_host(config.dashboard_host))
+            notes.append(f"dashboard port {port} is busy; the dashboard takes port {new}")
+            port = new
+        kwargs.update(include_dashboard=True, dashboard_host=config.dashboard_host)
+        kwargs["dashboard_port"] = port
+    else:
+        kwargs["include_dashboard"] = False
+    if config.metrics_export_port:
+        port = config.metrics_export_port
+        if not port_free(_bind_host(config.node_ip_address), port):
+            new = free_port(_bind_host(config.node_ip_address))
+            notes.append(f"metrics port {port} is busy; Ray's metrics take port {new}")
+            port = new
+        kwargs["_metrics_export_port"] = port
+    return kwargs, notes
+
+
+_MISMATCH = re.compile(
+    r"started with:\s*Ray: (?P<cluster_ray>\S+)\s*Python: (?P<cluster_py>\S+).*?"
+    r"started with:\s*Ray: (?P<ray>\S+)\s*Python: (?P<py>\S+)",
+    re.S,
+)
+
+
+def version_mismatch(address: str, message: str) -> ClusterError | None:
+    """A clear error for Ray's version check, naming both sides' Ray and Python."""
+    found = _MISMATCH.search(message)
+    if "Version mismatch" not in message or found is None:
+        return None
+    return ClusterError(
+        f"cannot join the Ray cluster at {address}: it runs Ray {found['cluster_ray']} on "
+        f"Python {found['cluster_py']}, this machine has Ray {found['ray']} on Python "
+        f"{found['py']}",
+        hint="install the same Ray and Python versions here as on the cluster, or run with "
+        "ray.address=local for a private instance",
+    )
+
+
+def ensure_ray(config: RayConfig) -> RayConnection | None:
+    """Join the running cluster or start a local instance (once); None if Ray was up already."""
     import ray
 
-    if not ray.is_initialized():
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        kwargs: dict[str, object] = {
-            "namespace": config.namespace,
-            "log_to_driver": config.log_to_driver,
-            "logging_level": logging.WARNING,
-            "configure_logging": True,
-        }
-        if config.address is None:
-            if config.node_ip_address in LOOPBACK:
-                _single_machine()
-            else:
-                kwargs["_node_ip_address"] = config.node_ip_address
-            kwargs.update(
-                num_cpus=config.num_cpus,
-                include_dashboard=config.include_dashboard,
-                dashboard_host=config.dashboard_host,
-                dashboard_port=config.dashboard_port,
-            )
-            if config.metrics_export_port:
-                kwargs["_metrics_export_port"] = config.metrics_export_port
-            if config.object_store_memory_mb:
-                kwargs["object_store_memory"] = config.object_store_memory_mb * 1024 * 1024
+    global connection
+    if ray.is_initialized():
+        return None
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    kwargs: dict[str, object] = {
+        "namespace": config.namespace,
+        "log_to_driver": config.log_to_driver,
+        "logging_level": logging.WARNING,
+        "configure_logging": True,
+    }
+    found = find_cluster(config)
+    notes: list[str] = []
+    if found is None:
+        kwargs["address"] = "local"
+        if config.node_ip_address in LOOPBACK:
+            _single_machine()
         else:
-            kwargs["address"] = config.address
+            kwargs["_node_ip_address"] = config.node_ip_address
+        ports, notes = start_ports(config)
+        kwargs.update(ports, num_cpus=config.num_cpus)
+        if config.object_store_memory_mb:
+            kwargs["object_store_memory"] = config.object_store_memory_mb * 1024 * 1024
+    else:
+        address, how = found
+        # Ray's own lookup of the recorded cluster ("auto") also picks up this machine's
+        # cluster token; an explicit address gets it here the same way.
+        kwargs["address"] = "auto" if how.startswith("recorded") else address
+        if how != "ray.address" or address != "auto":
+            _token_if_available()
+        if address.rpartition(":")[0] in LOOPBACK:  # a loopback instance: stay on loopback
+            _single_machine()
+        if how == "ray.address" and address == "auto":
+            how = "ray.address=auto"
+    try:
         context = ray.init(**kwargs)
-        url = getattr(context, "dashboard_url", None)
-        return f"http://{url}" if url and not str(url).startswith("http") else url
-    return None
+    except (RuntimeError, ConnectionError, ValueError) as exc:
+        target = found[0] if found else "a local instance"
+        mismatch = version_mismatch(target, str(exc))
+        if mismatch is not None:
+            raise mismatch from None
+        if found is None:
+            raise ClusterError(f"could not start a local Ray instance: {exc}") from None
+        raise ClusterError(
+            f"could not join the Ray cluster at {found[0]} ({found[1]}): {exc}",
+            hint="check the address, or run with ray.address=local for a private instance",
+        ) from None
+    url = getattr(context, "dashboard_url", None) or None
+    if url and not str(url).startswith("http"):
+        url = f"http://{url}"
+    cpus = float(ray.cluster_resources().get("CPU", 0))
+    runtime = ray.get_runtime_context()
+    address = runtime.gcs_address
+    if found is not None and config.num_cpus is not None and config.num_cpus != cpus:
+        notes.append(f"ray.num_cpus={config.num_cpus} applies only to an instance started here")
+    connection = RayConnection(
+        joined=found is not None,
+        address=address,
+        found_by=found[1] if found else "",
+        cpus=cpus,
+        dashboard_url=url,
+        notes=notes,
+    )
+    return connection
+
+
+def announce(console: object, conn: RayConnection | None) -> None:
+    """Print how Ray was reached, any replaced port, and the dashboard."""
+    if conn is None:
+        return
+    show = console.print  # type: ignore[attr-defined]
+    show(f"  Ray: {conn.describe()}", markup=False, soft_wrap=True)
+    for note in conn.notes:
+        show(f"  note: {note}", markup=False, soft_wrap=True)
+    if conn.dashboard_url:
+        show(f"  Ray dashboard: {conn.dashboard_url}", markup=False)
+
+
+def dashboard_of(address: str) -> str:
+    """The dashboard URL (Ray's Job API) of the cluster at a GCS ``host:port`` or ``auto``."""
+    from ray.dashboard.utils import get_address_for_submission_client
+
+    if address.rpartition(":")[0] in LOOPBACK:
+        _single_machine()
+    _token_if_available()
+    try:
+        return str(get_address_for_submission_client(address))
+    except Exception as exc:
+        raise ClusterError(
+            f"could not find the dashboard of the Ray cluster at {address}: {exc}",
+            hint="Ray Jobs need the dashboard on the head node (ray.include_dashboard=true)",
+        ) from None
+
+
+def record_address(address: str) -> str | None:
+    """Write Ray's address file so that other commands (and Ray's CLI) join this instance.
+
+    Returns the address it replaced, if any, for ``forget_address``.
+    """
+    from ray._private.utils import read_ray_address, write_ray_address
+
+    previous = read_ray_address(None)
+    write_ray_address(address, None)
+    return previous
+
+
+def forget_address(address: str) -> None:
+    """Remove Ray's address file if it still names ``address`` (the instance is stopping)."""
+    path = address_file()
+    try:
+        with open(path) as handle:
+            if handle.read().strip() != address:
+                return
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def metrics_url() -> str | None:

@@ -65,3 +65,10 @@ class RegistryError(FrameworkError):
     """The model registry was asked for something it does not hold, or is damaged."""
 
     exit_code = 5
+
+
+class ClusterError(FrameworkError):
+    """The Ray cluster named or found cannot be joined (not there, other versions), or a
+    submitted job could not run."""
+
+    exit_code = 7

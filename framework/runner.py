@@ -43,10 +43,11 @@ def run_serve(cfg: RootConfig, output_dir: Path, console: Console) -> int:
     """Deploy the Ray Serve application for ``serve.alias``; serve until SIGINT/SIGTERM."""
     import os
 
-    from framework.cluster import ensure_ray
+    from framework.cluster import announce, ensure_ray, find_cluster, record_address
     from framework.errors import FrameworkError
     from framework.serving.deploy import (
         app_args,
+        check_joinable,
         check_servable,
         example_row,
         serve_env,
@@ -63,25 +64,31 @@ def run_serve(cfg: RootConfig, output_dir: Path, console: Console) -> int:
     # HAProxy's admin socket path must stay under ~100 characters: a short folder of its own.
     haproxy_dir = Path(tempfile.mkdtemp(prefix="fw-haproxy-"))
     env = serve_env(serving, haproxy_dir)
-    if cfg.ray.address is None:
-        os.environ.update(env)
-    else:
-        missing = [k for k, v in env.items() if os.environ.get(k) != v]
-        if missing:
-            console.print(
-                "note: joining a running cluster; its Ray Serve HTTP mode is what the cluster "
-                f"was started with (for the fast path set {', '.join(missing)} there)"
-            )
+    joining = find_cluster(cfg.ray) is not None
+    if not joining:
+        os.environ.update(env)  # read by the Ray instance this command starts
     console.print(
         f"[bold]serve[/] {version.name} v{version.version} ({serving.alias}) "
         f"on http://{serving.host}:{serving.port}"
     )
-    dashboard = ensure_ray(cfg.ray)
+    conn = ensure_ray(cfg.ray)
+    announce(console, conn)
 
     from ray import serve
 
     from framework.serving.deploy import build_app
 
+    if conn is not None and conn.joined:
+        missing = [k for k, v in env.items() if os.environ.get(k) != v]
+        if missing:
+            console.print(
+                "note: the joined cluster's Ray Serve HTTP mode is what it was started with "
+                f"(for the fast path set {', '.join(missing)} where it starts)",
+                soft_wrap=True,
+            )
+        check_joinable(name, serving.host, serving.port)
+    elif conn is not None:  # other commands on this machine join this instance
+        record_address(conn.address)
     started = time.perf_counter()
     try:
         serve.start(http_options={"host": serving.host, "port": serving.port})
@@ -112,8 +119,6 @@ def run_serve(cfg: RootConfig, output_dir: Path, console: Console) -> int:
         metrics = metrics_url()
         if metrics:
             console.print(f"  metrics:  {metrics}  (Prometheus, Ray metrics)")
-    if dashboard:
-        console.print(f"  Ray dashboard: {dashboard}")
     console.print("Example request:")
     console.print(
         f"  curl -s {base}/v1/models/{version.name}/predict{auth} "
@@ -126,9 +131,13 @@ def run_serve(cfg: RootConfig, output_dir: Path, console: Console) -> int:
     console.print(f"{reason}: draining and stopping the application...")
     stop = time.perf_counter()
     serve.delete(name)
-    serve.shutdown()
     import ray
 
+    if conn is not None and not conn.joined:  # this command started the instance: stop it
+        from framework.cluster import forget_address
+
+        serve.shutdown()
+        forget_address(conn.address)
     ray.shutdown()
     shutil.rmtree(haproxy_dir, ignore_errors=True)
     console.print(f"Stopped in {time.perf_counter() - stop:.1f} s.")
@@ -221,6 +230,49 @@ TASKS: dict[str, Callable[[RootConfig, Path, Console], int]] = {
 }
 
 
-def run(cfg: RootConfig, output_dir: Path, console: Console) -> int:
-    """Run the task named in ``cfg``; return the process exit status."""
+def run_submitted(cfg: RootConfig, overrides: list[str], console: Console) -> int:
+    """Run the task as a Ray Job on the cluster: logs stream here, its exit status is ours."""
+    import sys
+
+    from framework.jobs import follow, job_overrides, submission_address, submit
+
+    address = submission_address(cfg.ray)
+    job = submit(
+        address,
+        job_overrides(overrides, cfg.store.path),
+        name=f"framework-{cfg.task}",
+        python=cfg.ray.job_python,
+        metadata={"task": cfg.task, "model": cfg.model_name},
+    )
+    import os
+
+    auth = "RAY_AUTH_MODE=token " if os.environ.get("RAY_AUTH_MODE") == "token" else ""
+    console.print(
+        f"Submitted Ray Job {job.job_id} ({cfg.task}) to the cluster at {address}; the "
+        f"dashboard's Jobs page and `{auth}ray job status {job.job_id} --address {address}` "
+        "show it.",
+        soft_wrap=True,
+        markup=False,
+    )
+    try:
+        code = follow(job, sys.stdout.write, cfg.ray.job_timeout_s)
+    except KeyboardInterrupt:
+        console.print(
+            f"Stopped following; the job goes on (`ray job stop {job.job_id}` stops it).",
+            markup=False,
+        )
+        return 130
+    finally:
+        sys.stdout.flush()
+        job.cleanup()
+    console.print(f"Ray Job {job.job_id} ended: {job.status()}, exit status {code}.")
+    return code
+
+
+def run(
+    cfg: RootConfig, output_dir: Path, console: Console, overrides: list[str] | None = None
+) -> int:
+    """Run the task named in ``cfg`` (here, or as a Ray Job); return the exit status."""
+    if cfg.ray.submit:
+        return run_submitted(cfg, overrides or [], console)
     return TASKS[cfg.task](cfg, output_dir, console)

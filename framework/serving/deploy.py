@@ -285,3 +285,32 @@ def startup_failure(app_name: str) -> str | None:
         if errors:
             return errors[-1]
     return status.message or None
+
+
+def check_joinable(app_name: str, host: str, port: int) -> None:
+    """Refuse to deploy onto a joined cluster where the app runs, or Serve listens elsewhere."""
+    from ray.serve.context import _get_global_client
+
+    from framework.errors import ClusterError
+
+    client = _get_global_client(raise_if_no_controller_running=False)
+    if client is None:
+        return  # no Serve on the cluster yet: this command starts it
+    from ray import serve
+
+    if app_name in serve.status().applications:
+        raise ClusterError(
+            f"the application {app_name!r} already runs on the joined Ray cluster",
+            path="serve.app_name",
+            hint="stop it first, or serve beside it under another serve.app_name and "
+            "serve.route_prefix (or run a private instance with ray.address=local)",
+        )
+    http = client.http_config
+    if (getattr(http, "host", host), getattr(http, "port", port)) != (host, port):
+        raise ClusterError(
+            f"Ray Serve on the joined cluster listens on {http.host}:{http.port}, not on "
+            f"{host}:{port}",
+            path="serve.port",
+            hint=f"serve beside it with serve.host={http.host} serve.port={http.port} and "
+            "another serve.route_prefix, or run a private instance with ray.address=local",
+        )

@@ -58,14 +58,14 @@ def train(
     """
     import ray
 
-    from framework.cluster import ensure_ray
+    from framework.cluster import announce, ensure_ray
 
     output_dir.mkdir(parents=True, exist_ok=True)
     data = cfg.data
-    with stages.stage("start Ray" if cfg.ray.address is None else f"join Ray at {cfg.ray.address}"):
-        dashboard = ensure_ray(cfg.ray)
-    if dashboard:
-        stages.console.print(f"  Ray dashboard: {dashboard}")
+    with stages.stage("join or start Ray"):
+        conn = ensure_ray(cfg.ray)
+    announce(stages.console, conn)
+    dashboard = conn.dashboard_url if conn else None
     if prepared is None:
         prepared = prepare(cfg, stages, output_dir)
     dataset, parts, task = prepared.dataset, prepared.splits, prepared.task

@@ -93,7 +93,7 @@ def run_sweep(master: DictConfig, config_loader: Any, arguments: list[str]) -> d
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    from framework.cluster import ensure_ray
+    from framework.cluster import announce, ensure_ray
 
     console = Console(highlight=False)
     stages = Stages(console)
@@ -108,10 +108,9 @@ def run_sweep(master: DictConfig, config_loader: Any, arguments: list[str]) -> d
         f"[bold]sweep[/] {name}: {len(space.params)} swept key(s), search={settings.search}, "
         f"scheduler={settings.scheduler}, metric={settings.metric} ({settings.mode})"
     )
-    with stages.stage("start Ray" if base_cfg.ray.address is None else "join Ray"):
-        dashboard = ensure_ray(base_cfg.ray)
-    if dashboard:
-        console.print(f"  Ray dashboard (trials appear as they run): {dashboard}")
+    with stages.stage("join or start Ray"):
+        conn = ensure_ray(base_cfg.ray)
+    announce(console, conn)
 
     prepared: dict[str, PreparedData] = {}
     # Data configs fixed per group combination are prepared here, once each; a sweep over
