@@ -210,7 +210,6 @@ def serving_part(duration: int, rounds: int) -> None:
                     port,
                     "serve.num_replicas=1",
                     f"monitor.enabled={monitoring}",
-                    "ray.include_dashboard=false",
                 ),
                 work,
             )

@@ -49,7 +49,6 @@ def main(overrides: list[str]) -> None:
                 "model.hidden_sizes=[256,256]",
                 "model.epochs=30",
                 "model.patience=30",
-                "ray.include_dashboard=false",
                 *overrides,
             ],
         )

@@ -55,7 +55,7 @@ def main(overrides: list[str]) -> None:
     with initialize_config_dir(str(CONF), version_base="1.3"):
         composed = compose(
             "config",
-            overrides=["ray.include_dashboard=false", "train.dry_run=true", *overrides],
+            overrides=["train.dry_run=true", *overrides],
         )
     cfg = config.load(composed)
     with TemporaryDirectory() as tmp:

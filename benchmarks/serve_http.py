@@ -380,7 +380,6 @@ def train(work: Path) -> tuple[Path, str]:
             "-m",
             "framework",
             "model=logistic_regression",
-            "ray.include_dashboard=false",
             "train.latency_runs=20",
         ],
         cwd=work,

@@ -34,7 +34,6 @@ def main(extra: list[str]) -> None:
             'model.learning_rate: "tag(log, interval(0.01, 0.3))", '
             'model.max_depth: "choice(2, 3, 4)"}',
             f"tune.best_experiment_dir={tmp}/best",
-            "ray.include_dashboard=false",
             *extra,
         ]
         env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}

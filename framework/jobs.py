@@ -126,8 +126,13 @@ def submit(
     name: str,
     python: str | None = None,
     metadata: dict[str, str] | None = None,
+    outputs: str | None = None,
 ) -> SubmittedJob:
-    """Submit ``python -m framework OVERRIDES`` as a Ray Job; return at once."""
+    """Submit ``python -m framework OVERRIDES`` as a Ray Job; return at once.
+
+    ``outputs``: a folder every node reaches; the run's reports go to ``outputs/<job id>``
+    (by default they stay in the job's working directory on the node that ran it).
+    """
     from ray.job_submission import JobSubmissionClient
 
     try:
@@ -139,6 +144,8 @@ def submit(
         ) from None
     staged = stage_project()
     job_id = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.urandom(3).hex()}"
+    if outputs is not None:
+        overrides = [*overrides, f"hydra.run.dir={os.path.abspath(outputs)}/{job_id}"]
     try:
         client.submit_job(
             entrypoint=entrypoint(overrides, python),

@@ -243,6 +243,7 @@ def run_submitted(cfg: RootConfig, overrides: list[str], console: Console) -> in
         name=f"framework-{cfg.task}",
         python=cfg.ray.job_python,
         metadata={"task": cfg.task, "model": cfg.model_name},
+        outputs=str(Path("outputs") / "jobs"),
     )
     import os
 

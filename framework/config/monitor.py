@@ -194,6 +194,14 @@ class MonitorConfig(StrictModel):
     registry_poll_s: PositiveFloat = Field(
         1.0, description="How often the monitor reads the registry aliases (task=promote etc.)."
     )
+    persist_state: bool = Field(
+        True,
+        description="Write the monitor's state (rollout step, windows, prediction ids, "
+        "traffic) to the registry folder, so a restarted monitor goes on where it stopped.",
+    )
+    state_every_s: PositiveFloat = Field(
+        2.0, description="How often the state is written when something changed."
+    )
     drift: DriftConfig = Field(default_factory=DriftConfig)
     window: WindowConfig = Field(default_factory=WindowConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)

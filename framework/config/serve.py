@@ -100,6 +100,19 @@ class ServeConfig(StrictModel):
     timeouts: TimeoutsConfig = Field(default_factory=TimeoutsConfig)
     onnx_threads: PositiveInt = Field(1, description="ONNX Runtime intra-op threads per replica.")
     num_cpus: PositiveFloat = Field(0.5, description="CPUs Ray reserves for each replica.")
+    device: Literal["cpu", "cuda", "auto"] = Field(
+        "cpu",
+        description="Where ONNX Runtime runs: cpu; cuda (CUDA execution provider, and "
+        "`num_gpus` GPUs reserved per replica); auto (cuda where the cluster has GPUs).",
+    )
+    num_gpus: PositiveFloat = Field(
+        1.0, description="GPUs Ray reserves for each replica when the device is cuda."
+    )
+    max_replicas_per_node: PositiveInt | None = Field(
+        None,
+        description="Most replicas of the model server on one node (1 spreads them, so a "
+        "lost node costs only its share).",
+    )
     memory_mb: PositiveInt | None = Field(None, description="Memory Ray reserves per replica.")
     num_replicas: PositiveInt | Literal["auto"] = Field(
         "auto", description="Fixed replica count, or `auto` to scale within `autoscaling`."

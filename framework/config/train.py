@@ -26,6 +26,11 @@ class DistributedConfig(StrictModel):
 
     workers: PositiveInt = Field(1, description="Ray Train workers (data-parallel).")
     cpus_per_worker: PositiveFloat = Field(1.0, description="CPUs reserved per worker.")
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_SPREAD"] = Field(
+        "PACK",
+        description="Where Ray places the workers: PACK on as few nodes as fit, SPREAD over "
+        "nodes where it can, STRICT_SPREAD each on its own node (fails with fewer nodes).",
+    )
     device: Literal["cpu", "cuda", "auto"] = Field(
         "cpu", description="cpu, cuda (a GPU per worker), or auto (cuda when Ray has GPUs)."
     )

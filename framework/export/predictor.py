@@ -46,10 +46,16 @@ def session_options(threads: int) -> ort.SessionOptions:
 class OnnxPredictor:
     """Predicts with one ONNX Runtime session; converts frames or records to its two inputs."""
 
-    def __init__(self, model: bytes | str, signature: Signature, threads: int = 1):
+    def __init__(
+        self,
+        model: bytes | str,
+        signature: Signature,
+        threads: int = 1,
+        providers: list[str] | None = None,
+    ):
         self.signature = signature
         self.session = ort.InferenceSession(
-            model, session_options(threads), providers=["CPUExecutionProvider"]
+            model, session_options(threads), providers=providers or ["CPUExecutionProvider"]
         )
         self._numeric = signature.numeric
         self._categorical = signature.categorical

@@ -18,6 +18,7 @@ from typing import Any
 from framework.config.app import AppConfig
 from framework.export.signature import Signature
 from framework.monitoring import metrics as m
+from framework.monitoring import state as saved_state
 from framework.monitoring.drift import DriftDetector, DriftReport
 from framework.monitoring.protocol import (
     AliasMove,
@@ -43,7 +44,7 @@ class Monitor:
         store = ModelRegistry(settings.store_path)
         self.store = store
         self.rollout = RolloutController(store, self.name, settings.serve.alias, self.config)
-        self.retrain = RetrainLoop(store, self.name, settings.keys_base, self.config.retrain)
+        self.retrain = RetrainLoop(store, self.name, self.config.retrain)
         self.labels = LabelBook(self.config.window)
         self.step = StepCounts()
         self.signature: Signature | None = None
@@ -64,7 +65,65 @@ class Monitor:
         self._dropped_exported: dict[str, int] = {}
         self.tags = {"model": self.name}
         self.metrics = {name: spec.create() for name, spec in m.recorded_by("monitor").items()}
+        self.state_file = saved_state.state_path(store.root, self.name, settings.serve.alias)
+        self.changes = 0
+        self._saved_at = (0, 0.0)
+        saved = saved_state.read(self.state_file) if self.config.persist_state else None
+        if saved is not None:  # before the aliases: the same challenger keeps its step
+            self.rollout.state = saved_state.restore_rollout(saved["rollout"])
         self._follow_aliases(initial=True)
+        if saved is not None:
+            self._restore(saved)
+
+    # -- state across restarts -----------------------------------------------------------
+    def _restore(self, saved: dict[str, Any]) -> None:
+        try:
+            same_pair = (saved["champion"], saved["rollout"]["challenger"]) == (
+                self.rollout.champion,
+                self.rollout.state.challenger,
+            )
+            if same_pair:
+                self.step = saved_state.restore_step(saved["step"])
+            if self.window is not None and saved.get("window_version") == self.detector_version:
+                saved_state.restore_window(self.window, saved["window"])
+                if self.window.rows:
+                    self.window.new_rows = max(self.window.new_rows, 1)  # check drift again
+            saved_state.restore_labels(self.labels, saved["labels"])
+            self.traffic = {int(k): int(v) for k, v in saved["traffic"].items()}
+            self.shadow.update(saved["shadow"])
+            self.last_request = float(saved["last_request"])
+            self.last_label = float(saved["last_label"])
+            self.retrain.restore(saved["retrain"])
+            logger.info("monitor state of %s restored from %s", self.name, self.state_file)
+        except (KeyError, TypeError, ValueError) as exc:
+            logger.warning("monitor state in %s not restored: %s", self.state_file, exc)
+
+    def _snapshot(self) -> dict[str, Any]:
+        return {
+            "version": saved_state.VERSION,
+            "saved_at": time.time(),
+            "champion": self.rollout.champion,
+            "rollout": saved_state.rollout_state(self.rollout.state),
+            "step": saved_state.step_state(self.step),
+            "window_version": self.detector_version,
+            "window": saved_state.window_state(self.window) if self.window else None,
+            "labels": saved_state.labels_state(self.labels),
+            "traffic": self.traffic,
+            "shadow": self.shadow,
+            "last_request": self.last_request,
+            "last_label": self.last_label,
+            "retrain": self.retrain.state(),
+        }
+
+    async def _save(self, now: float) -> None:
+        changes, at = self._saved_at
+        if not self.config.persist_state or self.changes == changes:
+            return
+        if now - at < self.config.state_every_s:
+            return
+        self._saved_at = (self.changes, now)
+        document = self._snapshot()  # taken on the loop, written off it
+        await asyncio.to_thread(saved_state.write, self.state_file, document)
 
     # -- background loop -----------------------------------------------------------------
     def _ensure_loop(self) -> None:
@@ -82,10 +141,15 @@ class Monitor:
                 await self._check_drift(now)
                 self._judge()
                 self.labels.expire(now)
-                self.retrain.tick(
-                    self.drift, self._champion_accuracy(), self.rollout.state.challenger is not None
-                )
+                if self.config.retrain.enabled:  # the Job API is HTTP: off the loop
+                    await asyncio.to_thread(
+                        self.retrain.tick,
+                        self.drift,
+                        self._champion_accuracy(),
+                        self.rollout.state.challenger is not None,
+                    )
                 self._export()  # every tick: Ray drops a gauge not set within its interval
+                await self._save(now)
             except Exception:  # the monitor never stops serving; the next tick tries again
                 logger.exception("monitor tick failed")
             await asyncio.sleep(min(1.0, self.config.registry_poll_s))
@@ -94,6 +158,7 @@ class Monitor:
         changed, versions_changed = self.rollout.refresh(initial)
         if not changed:
             return
+        self.changes += 1
         champion = self.rollout.champion
         if champion is not None and champion != self.detector_version:
             self._load_reference(champion)
@@ -137,6 +202,7 @@ class Monitor:
         )
         if decision is not None and (decision.action != "hold" or rollout.state.step != before):
             self.step = StepCounts()
+            self.changes += 1
 
     @property
     def classification(self) -> bool:
@@ -156,6 +222,7 @@ class Monitor:
     async def record(self, batch: RecordBatch) -> Routing:
         """Take one replica's records; answer with the routing (it saves the replica a call)."""
         self._ensure_loop()
+        self.changes += 1
         if len(batch.versions):
             self.last_request = time.time()
             for version, n in zip(*_counts(batch.versions), strict=True):
@@ -171,6 +238,7 @@ class Monitor:
     async def feedback(self, labels: list[Label]) -> FeedbackResult:
         """Ground-truth labels for earlier prediction ids (the first label per id wins)."""
         self._ensure_loop()
+        self.changes += 1
         self.last_label = time.time()
         return self.labels.add(labels, self.step, self.classification)
 
@@ -283,6 +351,7 @@ class Monitor:
                 else None,
                 "seconds_since_last_label": now - self.last_label if self.last_label else None,
                 "retraining": self.retrain.running,
+                "retrain_job": self.retrain.last_job_id,
             }
         )
 

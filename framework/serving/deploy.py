@@ -82,8 +82,10 @@ def serve_env(config: ServeConfig, run_dir: Path | None = None) -> dict[str, str
     return env
 
 
-def deployment_options(config: ServeConfig) -> dict[str, Any]:
+def deployment_options(config: ServeConfig, cluster_gpus: float = 0.0) -> dict[str, Any]:
     """Ray Serve deployment options of the model server, from the ``serve/`` config."""
+    from framework.export.devices import replica_gpus
+
     options: dict[str, Any] = {
         "max_ongoing_requests": config.max_ongoing_requests,
         "max_queued_requests": config.max_queued_requests,
@@ -92,6 +94,11 @@ def deployment_options(config: ServeConfig) -> dict[str, Any]:
         "ray_actor_options": {"num_cpus": config.num_cpus},
         "logging_config": {"enable_access_log": config.access_log},
     }
+    gpus = replica_gpus(config.device, config.num_gpus, cluster_gpus)
+    if gpus:
+        options["ray_actor_options"]["num_gpus"] = gpus
+    if config.max_replicas_per_node:
+        options["max_replicas_per_node"] = config.max_replicas_per_node
     if config.memory_mb:
         options["ray_actor_options"]["memory"] = config.memory_mb * 1024 * 1024
     if config.num_replicas == "auto":
@@ -126,7 +133,10 @@ def build_app(args: dict[str, Any] | AppConfig) -> Application:
     from framework.monitoring.service import Monitor
 
     settings = args if isinstance(args, AppConfig) else AppConfig.model_validate(args)
-    options = deployment_options(settings.serve)
+    import ray
+
+    gpus = float(ray.cluster_resources().get("GPU", 0)) if ray.is_initialized() else 0.0
+    options = deployment_options(settings.serve, gpus)
     deployment = serve.deployment(name=DEPLOYMENT)(ModelServer).options(**options)
     deployment = deployment.options(
         backpressure_config=BackpressureConfig(

@@ -34,6 +34,17 @@ logger = logging.getLogger("ray.serve")
 DEPLOYMENT = "ModelServer"
 
 
+def replica_providers(device: str) -> list[str]:
+    """ONNX Runtime providers of this replica: ``auto`` is cuda when Ray gave it a GPU."""
+    from framework.export.devices import providers
+
+    if device == "auto":
+        import ray
+
+        device = "cuda" if ray.get_gpu_ids() else "cpu"
+    return providers(device)  # type: ignore[arg-type]
+
+
 class ModelServer:
     """One replica: route, key, limits, request rules, batching and ONNX Runtime."""
 
@@ -50,6 +61,7 @@ class ModelServer:
             serve.onnx_threads,
             serve.batching.max_batch_rows if serve.batching.enabled else 0,
             serve.batching.max_batch_wait_ms,
+            replica_providers(serve.device),
         )
         first = self.router.first
         schema = first.manifest["schema"]

@@ -66,9 +66,11 @@ class VersionRouter:
         onnx_threads: int,
         batch_rows: int,
         batch_wait_ms: float,
+        providers: list[str] | None = None,
     ):
         self.registry = registry
         self.threads = onnx_threads
+        self.providers = providers
         version = registry.resolve(model_name, alias)
         self.model_name = version.name
         first = self.load(version)
@@ -89,7 +91,9 @@ class VersionRouter:
         """Verify a version's files against its manifest and start its ONNX Runtime session."""
         version.verify()
         signature = Signature.from_dict(version.manifest["signature"])
-        predictor = OnnxPredictor(version.file("model.onnx").read_bytes(), signature, self.threads)
+        predictor = OnnxPredictor(
+            version.file("model.onnx").read_bytes(), signature, self.threads, self.providers
+        )
         predictor.run(_warmup(signature))
         return LoadedVersion(version.version, predictor, signature, version.manifest)
 

@@ -110,6 +110,7 @@ def fit_torch(
             num_workers=config.workers,
             use_gpu=use_gpu,
             resources_per_worker={"CPU": config.cpus_per_worker},
+            placement_strategy=config.placement_strategy,
         ),
         run_config=RunConfig(
             name=name,

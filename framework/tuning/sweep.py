@@ -223,6 +223,7 @@ def run_sweep(master: DictConfig, config_loader: Any, arguments: list[str]) -> d
         "trials_wall_s": trials_wall_s,
         "trial_time_sum_s": float(table["time_s"].sum()),
         "concurrency": settings.max_concurrent_trials,
+        "nodes": sorted(n for n in table["node_ip"].unique() if n),
     }
     if settings.register_best:
         best_data = prepared.get(data_key(best_cfg))
@@ -245,7 +246,8 @@ def run_sweep(master: DictConfig, config_loader: Any, arguments: list[str]) -> d
     summary["after_last_trial_s"] = float(fit_started_at + trials_wall_s - table["ended_at"].max())
     console.print(
         f"Data preparation ran {summary['data_preparations']} time(s) for "
-        f"{len(table)} trial(s); {summary['stopped_early']} trial(s) stopped early."
+        f"{len(table)} trial(s); {summary['stopped_early']} trial(s) stopped early; "
+        f"trials ran on {len(summary['nodes'])} node(s): {', '.join(summary['nodes'])}."
     )
     (sweep_dir / "sweep.json").write_text(json.dumps(summary, indent=2, default=str))
     console.print(f"Sweep reports: {sweep_dir}")
@@ -282,6 +284,7 @@ def trial_table(grid: Any, space: SearchSpace, metric: str, mode: str) -> pd.Dat
             started_at=float(metrics.get("started_at", float("nan"))),
             ended_at=float(metrics.get("reported_at", float("nan"))),
             data_prepared_in_trial=int(metrics.get("data_prepared_in_trial", 0)),
+            node_ip=str(metrics.get("node_ip", "")),
             error="" if result.error is None else str(result.error).splitlines()[0][:120],
         )
         rows.append(row)
@@ -293,7 +296,7 @@ def trial_table(grid: Any, space: SearchSpace, metric: str, mode: str) -> pd.Dat
 
 def rich_table(frame: pd.DataFrame, metric: str) -> Table:
     table = Table(title=f"Trials by {metric}", title_justify="left")
-    hidden = ("error", "data_prepared_in_trial", "started_at", "ended_at")
+    hidden = ("error", "data_prepared_in_trial", "started_at", "ended_at", "node_ip")
     shown = [c for c in frame.columns if c not in hidden]
     for column in shown:
         table.add_column(column, justify="left" if column == "trial" else "right")

@@ -11,7 +11,7 @@ from tests.e2e.conftest import Runner, free_port
 
 pytestmark = pytest.mark.e2e
 
-FAST = ["ray.include_dashboard=false", "train.latency_runs=50"]
+FAST = ["train.latency_runs=50"]
 
 
 def test_default_job_trains_registers_and_lists(cli: Runner, tmp_path: Path) -> None:

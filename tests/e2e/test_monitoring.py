@@ -68,7 +68,7 @@ def _cli(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _train(work: Path, *args: str) -> None:
-    done = _cli(work, *CLEAN, *args, "ray.include_dashboard=false", "train.latency_runs=5")
+    done = _cli(work, *CLEAN, *args, "train.latency_runs=5")
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -201,7 +201,6 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
             f"serve.port={port}",
             "serve.num_replicas=1",
             f"ray.metrics_export_port={metrics_port}",
-            "ray.include_dashboard=false",
         ],
         cwd=work,
         env=cli_env(METRICS_ENV),

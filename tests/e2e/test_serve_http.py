@@ -108,7 +108,7 @@ def _wait_for(lines: list[str], proc: subprocess.Popen[str], text: str, timeout:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     work = tmp_path_factory.mktemp("serve")
     started = time.time()
-    trained = _cli(work, *DATA, "ray.include_dashboard=false", "train.latency_runs=20")
+    trained = _cli(work, *DATA, "train.latency_runs=20")
     assert trained.returncode == 0, trained.stdout + trained.stderr
     made = _cli(work, "task=api_key", "security.key_name=client", "security.key_roles=[predict]")
     assert made.returncode == 0, made.stderr

@@ -14,7 +14,7 @@ from tests.e2e.conftest import Runner
 
 pytestmark = pytest.mark.e2e
 
-QUIET = ["ray.include_dashboard=false", "train.latency_runs=20"]
+QUIET = ["train.latency_runs=20"]
 
 
 def _sweep_dir(tmp_path: Path) -> Path:

@@ -70,7 +70,6 @@ def test_entry_point_plugin_is_used_from_config(cli: Runner, tmp_path: Path) -> 
         "--config-dir",
         str(tmp_path / "my_conf"),
         "model=shallow_tree",
-        "ray.include_dashboard=false",
         env=env,
     )
     assert run.returncode == 0, run.stderr

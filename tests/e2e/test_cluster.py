@@ -1,0 +1,280 @@
+"""One Ray cluster, many commands, with the defaults a user runs (no ``ray.*`` override).
+
+`task=serve` starts the cluster (its dashboard port is held busy, so it must take another);
+a second `python -m framework train.alias=challenger` joins it and the running app starts
+its canary; a task submitted with `ray.submit=true` runs as a Ray Job that Ray's own CLI
+lists, with its exit status passed on; drifted rows sent over HTTP make the monitor submit a
+retraining job whose version enters as challenger; and a killed monitor comes back with its
+rollout step, windows and counts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import pytest
+import requests
+from sklearn.datasets import load_breast_cancer
+
+from framework.data.source import snake_case
+from framework.security.keys import add_key
+from framework.store.registry import ModelRegistry
+from tests.e2e.conftest import cli_env, free_port, run_cli
+
+pytestmark = pytest.mark.e2e
+
+NAME = "breast_cancer"
+TRAIN = ["model=logistic_regression", "data.noise.enabled=false", "train.latency_runs=5"]
+RETRAIN = (
+    'monitor.retrain.overrides=["model=logistic_regression","data.noise.enabled=false",'
+    '"train.latency_runs=5"]'
+)
+MONITOR = [
+    "monitor.retrain.enabled=true",
+    "monitor.retrain.cooldown_s=3600",
+    "monitor.retrain.triggers=[drift]",
+    RETRAIN,
+    "monitor.window.rows=300",
+    "monitor.window.min_rows=100",
+    "monitor.window.check_every_s=1",
+    "monitor.registry_poll_s=0.5",
+    "monitor.rollout.min_requests_per_step=100000",  # the canary holds its first step
+    "monitor.state_every_s=0.5",
+]
+
+
+@dataclass
+class Cluster:
+    work: Path
+    url: str
+    key: str
+    proc: subprocess.Popen[str]
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def status(self) -> dict[str, Any]:
+        response = requests.get(
+            f"{self.url}/v1/admin/monitor", headers={"x-api-key": self.key}, timeout=10
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def wait(self, check: Any, what: str, timeout: float = 120.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        status: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            try:
+                status = self.status()
+            except (AssertionError, requests.RequestException):
+                time.sleep(0.5)
+                continue
+            if check(status):
+                return status
+            time.sleep(0.5)
+        raise AssertionError(f"{what} not reached in {timeout} s: {json.dumps(status)[:2000]}")
+
+    def predict(self, rows: list[dict[str, float]]) -> dict[str, Any]:
+        response = requests.post(
+            f"{self.url}/v1/models/{NAME}/predict",
+            json=rows,
+            headers={"x-api-key": self.key},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+def _hold(port: int) -> socket.socket | None:
+    """Keep ``port`` busy (None when something else holds it already)."""
+    sock = socket.socket()
+    try:
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    work = tmp_path_factory.mktemp("cluster")
+    trained = run_cli(work, *TRAIN)
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    key, _ = add_key(work / "api_keys.json", "ops", ["predict", "admin"])
+    port = free_port()
+    busy = _hold(8265)  # Ray's default dashboard port: the run must take a free one
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "framework", "task=serve", *TRAIN, *MONITOR, f"serve.port={port}"],
+        cwd=work,
+        env=cli_env({"COLUMNS": "200"}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    app = Cluster(work, f"http://127.0.0.1:{port}", key, proc)
+
+    def follow() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            app.lines.append(line)
+
+    threading.Thread(target=follow, daemon=True).start()
+    try:
+        deadline = time.monotonic() + 240
+        while "Serving until interrupted" not in app.output:
+            assert proc.poll() is None and time.monotonic() < deadline, app.output
+            time.sleep(0.3)
+        yield app
+    finally:
+        if busy is not None:
+            busy.close()
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(90)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _dashboard(app: Cluster) -> str:
+    line = next(x for x in app.lines if "Ray dashboard:" in x)
+    return line.split("Ray dashboard:")[1].strip()
+
+
+def test_serve_starts_the_cluster_and_takes_a_free_dashboard_port(cluster: Cluster) -> None:
+    out = cluster.output
+    assert "started a local Ray instance" in out, out
+    assert "dashboard port 8265 is busy; the dashboard takes port" in out, out
+    assert _dashboard(cluster) != "http://127.0.0.1:8265"
+    token = (Path.home() / ".ray" / "auth_token").read_text().strip()  # Ray's token auth
+    version = requests.get(
+        f"{_dashboard(cluster)}/api/version",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert version.ok, version.text
+
+
+def test_a_second_command_joins_and_its_challenger_starts_a_canary(cluster: Cluster) -> None:
+    started = time.perf_counter()
+    run = run_cli(cluster.work, *TRAIN, "train.alias=challenger")
+    took = time.perf_counter() - started
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "joined the running Ray cluster" in run.stdout, run.stdout
+    assert "Failed to bind" not in run.stdout + run.stderr
+    status = cluster.wait(
+        lambda s: s["rollout"]["challenger"] == 2 and s["routing"]["weight"] > 0,
+        "canary of v2",
+    )
+    assert status["routing"]["champion"] == 1
+    print(f"second command (joins, trains, registers): {took:.1f} s")
+
+
+def test_a_submitted_task_runs_as_a_ray_job_with_its_exit_status(cluster: Cluster) -> None:
+    ok = run_cli(cluster.work, "task=registry", "ray.submit=true")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "Submitted Ray Job framework-registry-" in ok.stdout, ok.stdout
+    assert "champion" in ok.stdout  # the job's own output streamed here
+    job_id = ok.stdout.split("Submitted Ray Job ")[1].split()[0]
+
+    failed = run_cli(cluster.work, "task=registry", "version=99", "ray.submit=true")
+    assert failed.returncode == 5, failed.stdout + failed.stderr  # the job's registry error
+
+    ray_cli = shutil.which("ray", path=str(Path(sys.executable).parent))
+    assert ray_cli is not None
+    listed = subprocess.run(
+        [ray_cli, "job", "list", "--address", _dashboard(cluster)],
+        env=cli_env({"RAY_AUTH_MODE": "token"}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert job_id in listed.stdout + listed.stderr
+
+
+def _drifted_rows(n: int) -> list[dict[str, float]]:
+    data = load_breast_cancer()
+    names = [snake_case(x) for x in data.feature_names]
+    X = data.data[:n].copy()
+    for column in ("mean_radius", "worst_texture"):
+        j = names.index(column)
+        X[:, j] += 1.5 * data.data[:, j].std()
+    return [dict(zip(names, map(float, x), strict=True)) for x in X]
+
+
+def test_drift_over_http_submits_a_retraining_job_whose_version_starts_a_canary(
+    cluster: Cluster,
+) -> None:
+    rolled = run_cli(cluster.work, "task=rollback")  # no rollout in progress
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    cluster.wait(lambda s: s["rollout"]["challenger"] is None, "no challenger")
+    rows = _drifted_rows(300)
+    cluster.predict(rows[:150])
+    cluster.predict(rows[150:])
+    status = cluster.wait(lambda s: s["retrain_job"] is not None, "retraining job submitted")
+    job_id = status["retrain_job"]
+    assert job_id.startswith(f"retrain-{NAME}-")
+    store = ModelRegistry(cluster.work / "model_registry")
+    (start,) = [e for e in store.audit(NAME) if e["action"] == "retrain_start"]
+    assert start["job_id"] == job_id
+    assert start["reason"].startswith("drift in ")
+    status = cluster.wait(
+        lambda s: s["rollout"]["challenger"] == 3 and s["routing"]["weight"] > 0,
+        "canary of the retrained v3",
+        timeout=240,
+    )
+    done = cluster.wait(lambda s: not s["retraining"], "retraining job followed to its end")
+    assert done["rollout"]["challenger"] == 3
+    ended = [e for e in store.audit(NAME) if e["action"] == "retrain_done"]
+    assert ended and ended[-1]["job_id"] == job_id and ended[-1]["exit_status"] == 0
+    assert ended[-1]["status"] == "SUCCEEDED"
+
+
+def _monitor_process(app: Cluster) -> psutil.Process:
+    for child in psutil.Process(app.proc.pid).children(recursive=True):
+        try:
+            if "Monitor" in " ".join(child.cmdline()) and "ServeReplica" in " ".join(
+                child.cmdline()
+            ):
+                return child
+        except psutil.Error:
+            continue
+    raise AssertionError("no Monitor replica under the serving process")
+
+
+def test_a_killed_monitor_comes_back_with_its_rollout_step_and_windows(cluster: Cluster) -> None:
+    cluster.wait(lambda s: s["rollout"]["challenger"] is not None, "a rollout")
+    cluster.predict(_drifted_rows(50))
+    time.sleep(2.0)  # past monitor.state_every_s: the state is on disk
+    before = cluster.status()
+    assert before["window_rows"] > 0 and before["traffic"]
+    victim = _monitor_process(cluster)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(30)
+    after = cluster.wait(lambda s: s["window_rows"] > 0, "the monitor answering again", timeout=120)
+    assert after["rollout"]["challenger"] == before["rollout"]["challenger"]
+    assert after["rollout"]["step"] == before["rollout"]["step"]
+    assert after["routing"]["weight"] == before["routing"]["weight"]
+    assert after["window_rows"] == before["window_rows"]
+    assert after["traffic"] == before["traffic"]
+    assert after["labels"]["tracked_predictions"] == before["labels"]["tracked_predictions"]
+    assert os.path.exists(cluster.work / "model_registry" / NAME / "monitor" / "champion.json")
+    assert np.isfinite(after["window_rows"])
