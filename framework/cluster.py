@@ -93,7 +93,9 @@ def find_cluster(config: RayConfig) -> tuple[str, str] | None:
     if config.address is not None:
         return config.address, "ray.address"
     env = os.environ.get("RAY_ADDRESS", "")
-    if env and env != "local":
+    if env == "local":
+        return None
+    if env:
         return env, "RAY_ADDRESS"
     path = address_file()
     try:

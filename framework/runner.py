@@ -87,7 +87,7 @@ def run_serve(cfg: RootConfig, output_dir: Path, console: Console) -> int:
                 soft_wrap=True,
             )
         check_joinable(name, serving.host, serving.port)
-    elif conn is not None:  # other commands on this machine join this instance
+    elif conn is not None and cfg.ray.address is None:  # later commands here join this one
         record_address(conn.address)
     started = time.perf_counter()
     try:

@@ -16,16 +16,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
+from benchmarks.faults import RetryingLoad, wait_until
 from framework.security.keys import add_key
 from tests import netns
 from tests.e2e.conftest import cli_env
@@ -75,6 +73,13 @@ class TwoHosts:
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
 
+    def node_id(self, host: netns.Host) -> str:
+        argv = [RAY, "list", "nodes", "--address", self.dashboard, "--format", "json"]
+        argv += ["--filter", f"node_ip={host.address}", "--detail"]
+        done = subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return str(json.loads(done.stdout)[0]["node_id"])
+
     def nodes_alive(self) -> int:
         argv = [RAY, "list", "nodes", "--address", self.dashboard, "--format", "json"]
         argv += ["--filter", "state=ALIVE"]
@@ -90,7 +95,9 @@ def cluster() -> Iterator[TwoHosts]:
     temp = Path(tempfile.mkdtemp(prefix="fwmn", dir="/tmp"))  # short: Ray's socket paths
     work = temp / "work"
     work.mkdir()
-    env = cli_env({"RAY_AUTH_MODE": "token", "COLUMNS": "200"})
+    # Every test host has the machine's hostname; torch's Gloo would resolve it to loopback,
+    # so it is told each host's interface (as on any multi-NIC machine).
+    env = cli_env({"RAY_AUTH_MODE": "token", "COLUMNS": "200", "GLOO_SOCKET_IFNAME": "eth0"})
     with netns.Hosts(["head", "worker"]) as hosts:
         two = TwoHosts(hosts, work, {**env, "RAY_ADDRESS": f"{hosts['head'].address}:{GCS_PORT}"})
         head = two.head.run(
@@ -142,7 +149,7 @@ def test_torch_trains_on_two_workers_on_two_nodes(cluster: TwoHosts) -> None:
         "train.distributed.workers=2",
         "train.distributed.placement_strategy=STRICT_SPREAD",
         f"train.distributed.storage_path={cluster.work}/ray_train",
-        "train.alias=null",
+        "train.alias=none",
         "train.latency_runs=5",
     )
     assert run.returncode == 0, run.stdout + run.stderr
@@ -208,57 +215,29 @@ def test_serving_survives_the_loss_of_a_node(cluster: TwoHosts) -> None:
     try:
         nodes = {a["node_id"] for a in cluster.actors(replica)}
         assert len(nodes) == 2, "".join(lines)
+        lost = cluster.node_id(cluster.worker)
+        assert lost in nodes
 
         url = f"http://{cluster.head.address}:{SERVE_PORT}/v1/models/{NAME}/predict"
         row = json.loads(next(x for x in lines if "curl -s" in x).split("-d '")[1].rstrip("'\n"))
-        outcome: Counter[str] = Counter()
-        stop = threading.Event()
-
-        def client(_: int) -> None:
-            session = requests.Session()
-            while not stop.is_set():
-                for attempt in range(4):  # the first try and at most 3 retries
-                    try:
-                        answer = session.post(url, json=row, headers={"x-api-key": key}, timeout=10)
-                        if answer.status_code == 200:
-                            outcome["ok"] += 1
-                            outcome["retried"] += attempt > 0
-                            break
-                    except requests.RequestException:
-                        pass
-                    time.sleep(0.2 * (attempt + 1))
-                else:
-                    outcome["failed"] += 1
-
-        with ThreadPoolExecutor(4) as pool:
-            futures = [pool.submit(client, i) for i in range(4)]
+        load = RetryingLoad(url, row, {"x-api-key": key}, clients=4, retries=3).start()
+        try:
             time.sleep(3)
-            before = outcome["ok"]
-            killed_at = time.monotonic()
+            before = load.answered
             assert cluster.worker.kill_all() > 0
-            back = None
-            deadline = killed_at + 180
-            while time.monotonic() < deadline:
+
+            def on_the_head_again() -> bool:
                 running = cluster.actors(replica)
-                if len(running) == 2 and all(
-                    a["node_id"] not in nodes or a["address"]["ip_address"] == cluster.head.address
-                    for a in running
-                ):
-                    back = time.monotonic() - killed_at
-                    break
-                time.sleep(1)
+                return len(running) == 2 and all(a["node_id"] != lost for a in running)
+
+            back = wait_until(on_the_head_again, 180, every_s=1)
             time.sleep(3)
-            stop.set()
-            for future in futures:
-                future.result()
-        print(
-            f"node lost under load: {outcome['ok']} answered ({before} before the kill), "
-            f"{outcome['retried']} after a retry, {outcome['failed']} failed; two replicas "
-            f"again after {back if back is None else round(back, 1)} s"
-        )
+        finally:
+            load.stop()
+        print(f"node lost under load: {load.summary()}; two replicas again after {back} s")
         assert back is not None, "the replicas were not rescheduled on the head"
-        assert outcome["failed"] == 0
-        assert outcome["ok"] > before
+        assert load.counts["failed"] == 0, load.summary()
+        assert load.answered > before
     finally:
         proc.terminate()
         try:

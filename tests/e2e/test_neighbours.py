@@ -58,18 +58,14 @@ def apps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tuple[s
             common = [f"data={data}", "model=logistic_regression", "data.source.rows=600"]
             if data == "breast_cancer":
                 common = [f"data={data}", "model=logistic_regression"]
-            trained = run_cli(
-                work, *common, "train.latency_runs=5", f"ray.dashboard_port={free_port()}"
-            )
+            trained = run_cli(work, *common, "train.latency_runs=5", "ray.address=local")
             assert trained.returncode == 0, trained.stdout + trained.stderr
             key, _ = add_key(work / "api_keys.json", "client", ["predict"])
             port = free_port()
+            # Each app is its own copy of the framework with its own Ray instance (by
+            # default the second would join the first's cluster).
             proc, _ = _serve(
-                work,
-                *common,
-                f"serve.port={port}",
-                "serve.num_replicas=1",
-                f"ray.dashboard_port={free_port()}",
+                work, *common, f"serve.port={port}", "serve.num_replicas=1", "ray.address=local"
             )
             started.append(proc)
             out[label] = (f"http://127.0.0.1:{port}", key, proc)
