@@ -244,7 +244,10 @@ def _replicas(address: str, app: str, dashboard: str | None = None) -> list[dict
     done = subprocess.run(
         argv, env=env(RAY_ADDRESS=address, RAY_AUTH_MODE="token"), capture_output=True, text=True
     )
-    return json.loads(done.stdout) if done.returncode == 0 else []
+    try:
+        return list(json.loads(done.stdout)) if done.returncode == 0 else []
+    except ValueError:  # the state API answered nothing usable this time
+        return []
 
 
 def _node_id(address: str, dashboard: str, ip: str) -> str:
@@ -253,7 +256,10 @@ def _node_id(address: str, dashboard: str, ip: str) -> str:
     done = subprocess.run(
         argv, env=env(RAY_ADDRESS=address, RAY_AUTH_MODE="token"), capture_output=True, text=True
     )
-    return str(json.loads(done.stdout)[0]["node_id"]) if done.returncode == 0 else ""
+    try:
+        return str(json.loads(done.stdout)[0]["node_id"]) if done.returncode == 0 else ""
+    except (ValueError, IndexError, KeyError):
+        return ""
 
 
 def replica_kill(head: Head) -> None:

@@ -20,6 +20,18 @@ from framework.config.hydra_defaults import register_defaults
 register_defaults()
 
 
+def _warm_ray() -> None:
+    """Import Ray while Hydra composes the config: joining a cluster is then mostly the join."""
+    import contextlib
+    import threading
+
+    def warm() -> None:
+        with contextlib.suppress(Exception):  # the task that needs Ray reports a failure
+            import ray  # noqa: F401
+
+    threading.Thread(target=warm, name="import-ray", daemon=True).start()
+
+
 def _task(cfg: DictConfig) -> None:
     def job() -> int:
         from framework.runner import run
@@ -37,6 +49,7 @@ hydra_main = hydra.main(config_path="../conf", config_name="config", version_bas
 
 def main() -> None:
     """Entry point of ``python -m framework`` and the ``framework`` command."""
+    _warm_ray()
     try:
         hydra_main()
     except SystemExit as exc:

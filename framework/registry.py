@@ -128,7 +128,8 @@ def load_plugins() -> None:
         import plugins
 
         for module in pkgutil.walk_packages(plugins.__path__, prefix="plugins."):
-            importlib.import_module(module.name)
+            if not module.name.rpartition(".")[2].startswith("_"):  # helpers load on demand
+                importlib.import_module(module.name)
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             try:
                 loaded = ep.load()

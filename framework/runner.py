@@ -14,21 +14,28 @@ from rich.console import Console
 from framework.config import RootConfig
 from framework.progress import Stages
 from framework.store.registry import ModelRegistry
-from framework.summary import print_registry, print_train_summary, print_version
 
 
 def run_train(cfg: RootConfig, output_dir: Path, console: Console) -> int:
-    from framework.training.job import train
+    from framework.cluster import announce, ensure_ray
 
     console.print(
         f"[bold]train[/] {cfg.model.type} on {cfg.data.name} -> registry {cfg.store.path}"
     )
-    result = train(cfg, output_dir, Stages(console))
+    stages = Stages(console)
+    with stages.stage("join or start Ray"):  # first, before the training code is imported
+        announce(console, ensure_ray(cfg.ray))
+    from framework.summary import print_train_summary
+    from framework.training.job import train
+
+    result = train(cfg, output_dir, stages)
     print_train_summary(console, result)
     return 0
 
 
 def run_registry(cfg: RootConfig, output_dir: Path, console: Console) -> int:
+    from framework.summary import print_registry, print_version
+
     store = ModelRegistry(cfg.store.path)
     if cfg.version is not None:
         version = store.get(cfg.model_name, cfg.version)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from typing import Protocol
-
-import pandas as pd
+from typing import TYPE_CHECKING, Protocol
 
 from framework.config.data import SourceConfig
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class Source(Protocol):

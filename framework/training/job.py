@@ -58,13 +58,14 @@ def train(
     """
     import ray
 
-    from framework.cluster import announce, ensure_ray
+    from framework import cluster
 
     output_dir.mkdir(parents=True, exist_ok=True)
     data = cfg.data
-    with stages.stage("join or start Ray"):
-        conn = ensure_ray(cfg.ray)
-    announce(stages.console, conn)
+    if not ray.is_initialized():
+        with stages.stage("join or start Ray"):
+            cluster.announce(stages.console, cluster.ensure_ray(cfg.ray))
+    conn = cluster.connection
     dashboard = conn.dashboard_url if conn else None
     if prepared is None:
         prepared = prepare(cfg, stages, output_dir)

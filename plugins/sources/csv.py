@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import pandas as pd
 from pydantic import Field
 
 from framework.config.data import SourceConfig
 from framework.errors import FrameworkError
 from framework.registry import sources
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class CsvConfig(SourceConfig):
@@ -28,6 +30,8 @@ class CsvSource:
         self.config = config
 
     def load(self) -> pd.DataFrame:
+        import pandas as pd  # imported when data loads, not when plugins load
+
         path = Path(self.config.path)
         if not path.is_file():
             raise FrameworkError(f"no such file: {path}", path="data.source.path")

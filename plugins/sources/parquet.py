@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import pandas as pd
 from pydantic import Field
 
 from framework.config.data import SourceConfig
 from framework.errors import FrameworkError
 from framework.registry import sources
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class ParquetConfig(SourceConfig):
@@ -26,6 +28,8 @@ class ParquetSource:
         self.config = config
 
     def load(self) -> pd.DataFrame:
+        import pandas as pd  # imported when data loads, not when plugins load
+
         path = Path(self.config.path)
         if not path.exists():
             raise FrameworkError(f"no such file or folder: {path}", path="data.source.path")

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import pandas as pd
 from pydantic import Field
 
 from framework.config.data import SourceConfig
@@ -12,6 +11,10 @@ from framework.data.source import snake_case
 from framework.registry import sources
 
 Bundled = Literal["breast_cancer", "iris", "wine", "diabetes"]
+
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class SklearnDatasetConfig(SourceConfig):
@@ -31,6 +34,7 @@ class SklearnDatasetSource:
         self.config = config
 
     def load(self) -> pd.DataFrame:
+        import pandas as pd  # imported when data loads, not when plugins load
         from sklearn import datasets
 
         loader = getattr(datasets, f"load_{self.config.name}")

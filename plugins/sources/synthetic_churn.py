@@ -6,14 +6,16 @@ deterministically from a seed, for experiments and tests that need categories.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pandas as pd
 from pydantic import Field, PositiveInt
 
 from framework.config.data import SourceConfig
 from framework.registry import sources
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class SyntheticChurnConfig(SourceConfig):
@@ -31,6 +33,8 @@ class SyntheticChurnSource:
         self.config = config
 
     def load(self) -> pd.DataFrame:
+        import pandas as pd  # imported when data loads, not when plugins load
+
         rng = np.random.default_rng(self.config.seed)
         n = self.config.rows
         age = rng.integers(18, 85, n)

@@ -278,3 +278,53 @@ def test_a_killed_monitor_comes_back_with_its_rollout_step_and_windows(cluster: 
     assert after["labels"]["tracked_predictions"] == before["labels"]["tracked_predictions"]
     assert os.path.exists(cluster.work / "model_registry" / NAME / "monitor" / "champion.json")
     assert np.isfinite(after["window_rows"])
+
+
+METADATA = r"""
+import json, sys
+import ray._common.usage.usage_constants as usage
+from ray._private import ray_constants
+from ray._raylet import GcsClient
+
+client = GcsClient(address=sys.argv[1])
+key, space = usage.CLUSTER_METADATA_KEY, ray_constants.KV_NAMESPACE_CLUSTER
+if sys.argv[2] == "set":
+    document = client.internal_kv_get(key, namespace=space).decode()
+    print(document)
+    other = {**json.loads(document), "ray_version": "2.59.0", "python_version": "3.12.4"}
+    document = json.dumps(other)
+else:
+    document = sys.argv[2]
+client.internal_kv_put(key, document.encode(), True, namespace=space)
+"""
+
+
+def test_joining_a_cluster_of_other_versions_names_both(cluster: Cluster) -> None:
+    address = Path("/tmp/ray/ray_current_cluster").read_text().strip()
+    env = cli_env({"RAY_AUTH_MODE": "token"})
+    changed = subprocess.run(
+        [sys.executable, "-c", METADATA, address, "set"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert changed.returncode == 0, changed.stderr
+    try:  # the cluster now says it runs Ray 2.59.0 on Python 3.12.4
+        run = run_cli(cluster.work, *TRAIN, "train.alias=none")
+    finally:
+        subprocess.run(
+            [sys.executable, "-c", METADATA, address, changed.stdout.strip()],
+            env=env,
+            timeout=60,
+            check=True,
+        )
+    import ray
+
+    mine = f"Ray {ray.__version__} on Python {sys.version.split()[0]}"
+    assert run.returncode == 7, run.stdout + run.stderr
+    assert (
+        f"error: cannot join the Ray cluster at {address}: it runs Ray 2.59.0 on Python "
+        f"3.12.4, this machine has {mine}"
+    ) in run.stderr.replace("\n", " "), run.stderr
+    assert "Traceback" not in run.stderr

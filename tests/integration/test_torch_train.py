@@ -12,7 +12,7 @@ import pytest
 from framework.config.train import DistributedConfig
 from framework.training.job import train
 from framework.training.torch_train import NetSpec, fit_torch, run_name
-from plugins.models.torch_mlp import build_mlp
+from plugins.models._torch_estimator import build_mlp
 from tests.helpers import small_frame
 from tests.integration.test_train_job import _churn_csv, _config, _stages
 

@@ -15,7 +15,7 @@ from framework.export.predictor import OnnxPredictor
 from framework.optimize import OptimizationReport, Variant, check_gate, measure, refusal
 from framework.optimize.prune import _finetune, prune
 from framework.optimize.quantize import quantize
-from plugins.models.torch_mlp import TorchMLPClassifier, build_mlp
+from plugins.models._torch_estimator import TorchMLPClassifier, build_mlp
 from tests.helpers import small_frame
 from tests.unit.test_pipeline_export import _data, _fit
 
@@ -168,7 +168,7 @@ def test_measure_reports_quality_latency_and_throughput(torch_model) -> None:  #
 
 def test_the_regressor_exports_with_parity_and_quantizes() -> None:
     from framework.training.pipeline import build_pipeline, model_input
-    from plugins.models.torch_mlp import TorchMLPRegressor
+    from plugins.models._torch_estimator import TorchMLPRegressor
 
     data = _data()
     frame = small_frame(rows=300)
