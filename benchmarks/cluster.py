@@ -241,8 +241,9 @@ def _replicas(address: str, app: str, dashboard: str | None = None) -> list[dict
         "state=ALIVE",
     ]
     argv += ["--address", dashboard] if dashboard else []
+    extra = {"RAY_ADDRESS": address} if address else {}
     done = subprocess.run(
-        argv, env=env(RAY_ADDRESS=address, RAY_AUTH_MODE="token"), capture_output=True, text=True
+        argv, env=env(RAY_AUTH_MODE="token", **extra), capture_output=True, text=True
     )
     try:
         return list(json.loads(done.stdout)) if done.returncode == 0 else []
@@ -253,8 +254,9 @@ def _replicas(address: str, app: str, dashboard: str | None = None) -> list[dict
 def _node_id(address: str, dashboard: str, ip: str) -> str:
     argv = [RAY, "list", "nodes", "--format", "json", "--detail", "--address", dashboard]
     argv += ["--filter", f"node_ip={ip}"]
+    extra = {"RAY_ADDRESS": address} if address else {}
     done = subprocess.run(
-        argv, env=env(RAY_ADDRESS=address, RAY_AUTH_MODE="token"), capture_output=True, text=True
+        argv, env=env(RAY_AUTH_MODE="token", **extra), capture_output=True, text=True
     )
     try:
         return str(json.loads(done.stdout)[0]["node_id"]) if done.returncode == 0 else ""
@@ -262,16 +264,17 @@ def _node_id(address: str, dashboard: str, ip: str) -> str:
         return ""
 
 
-def replica_kill(head: Head) -> None:
+def replica_kill() -> None:
+    """The default `task=serve` (its own Ray instance, HAProxy ingress) losing a replica."""
     import psutil
 
     from framework.security.keys import add_key
 
-    print("3. a replica killed under load (4 clients, at most 3 retries each), one node")
-    port = free_port()  # Ray Serve listens on one port per cluster
+    print("3. a replica killed under load (4 clients, at most 3 retries each), one node,")
+    print("   the default task=serve (its own Ray instance, HAProxy ingress)")
     for replicas in (1, 2):
         work = Path(tempfile.mkdtemp(prefix="fwbr"))
-        environment = env(RAY_ADDRESS=head.address)
+        environment = env(RAY_ADDRESS="local")
         subprocess.run(
             [PY, "-m", "framework", *TRAIN],
             cwd=work,
@@ -280,27 +283,21 @@ def replica_kill(head: Head) -> None:
             capture_output=True,
         )
         key, _ = add_key(work / "api_keys.json", "load", ["predict"])
-        proc, lines = _serve(
-            work,
-            environment,
-            f"serve.num_replicas={replicas}",
-            f"serve.port={port}",
-            f"serve.app_name=bench{replicas}",
-            f"serve.route_prefix=/r{replicas}",
-        )
-        url = f"http://127.0.0.1:{port}/r{replicas}/v1/models/breast_cancer/predict"
+        port = free_port()
+        proc, lines = _serve(work, env(), f"serve.num_replicas={replicas}", f"serve.port={port}")
+        dashboard = next(x for x in lines if "Ray dashboard:" in x).split(": ", 1)[1].strip()
+        url = f"http://127.0.0.1:{port}/v1/models/breast_cancer/predict"
         load = RetryingLoad(url, _example(lines), {"x-api-key": key}).start()
         time.sleep(3)
         (victim,) = [
             p
             for p in psutil.process_iter(["cmdline"])
-            if f"ServeReplica:bench{replicas}:ModelServer" in " ".join(p.info["cmdline"] or [])
+            if "ServeReplica:breast_cancer:ModelServer" in " ".join(p.info["cmdline"] or [])
         ][:1]
         victim.send_signal(signal.SIGKILL)
-        app, count = f"bench{replicas}", replicas
 
-        def restored(app: str = app, count: int = count, pid: int = victim.pid) -> bool:
-            running = _replicas(head.address, app)
+        def restored(count: int = replicas, pid: int = victim.pid, at: str = dashboard) -> bool:
+            running = _replicas("", "breast_cancer", at)
             return len(running) == count and all(a.get("pid") != pid for a in running)
 
         back = wait_until(restored, 120)
@@ -426,9 +423,9 @@ def main() -> None:
         join_vs_start(args.repeat, head)
         if not args.skip_sweep:
             sweep_vs_optuna(head)
-        replica_kill(head)
     finally:
         head.stop()
+    replica_kill()
     if not args.skip_nodes:
         node_loss()
 

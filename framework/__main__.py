@@ -14,22 +14,11 @@ from omegaconf import DictConfig
 from rich.console import Console
 
 from framework import config as config_module
+from framework import warmup
 from framework.cli import run_guarded, statuses
 from framework.config.hydra_defaults import register_defaults
 
 register_defaults()
-
-
-def _warm_ray() -> None:
-    """Import Ray while Hydra composes the config: joining a cluster is then mostly the join."""
-    import contextlib
-    import threading
-
-    def warm() -> None:
-        with contextlib.suppress(Exception):  # the task that needs Ray reports a failure
-            import ray  # noqa: F401
-
-    threading.Thread(target=warm, name="import-ray", daemon=True).start()
 
 
 def _task(cfg: DictConfig) -> None:
@@ -37,6 +26,7 @@ def _task(cfg: DictConfig) -> None:
         from framework.runner import run
 
         root = config_module.load(cfg)
+        warmup.ray_imported()
         output_dir = Path(HydraConfig.get().runtime.output_dir)
         overrides = list(HydraConfig.get().overrides.task)
         return run(root, output_dir, Console(highlight=False), overrides)
@@ -49,7 +39,7 @@ hydra_main = hydra.main(config_path="../conf", config_name="config", version_bas
 
 def main() -> None:
     """Entry point of ``python -m framework`` and the ``framework`` command."""
-    _warm_ray()
+    warmup.start()
     try:
         hydra_main()
     except SystemExit as exc:

@@ -27,6 +27,9 @@ class RayTuneSweeper(Sweeper):
         self.config = config
 
     def sweep(self, arguments: list[str]) -> Any:
+        from framework import warmup
+
+        warmup.ray_imported()  # before anything here imports Ray
         from framework.cli import run_guarded
         from framework.tuning.sweep import run_sweep
 
