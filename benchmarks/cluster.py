@@ -26,7 +26,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -34,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.faults import RetryingLoad, wait_until  # noqa: E402
+from tests.processes import start_until  # noqa: E402
 
 PY = sys.executable
 RAY = str(Path(PY).parent / "ray")
@@ -195,29 +195,8 @@ def sweep_vs_optuna(head: Head) -> None:
 def _serve(
     work: Path, environment: dict[str, str], *args: str
 ) -> tuple[subprocess.Popen[str], list[str]]:
-    proc = subprocess.Popen(
-        [PY, "-m", "framework", "task=serve", *TRAIN, *args],
-        cwd=work,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: list[str] = []
-
-    def follow() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line)
-
-    threading.Thread(target=follow, daemon=True).start()
-    if (
-        wait_until(lambda: any("Serving until" in x for x in lines) or proc.poll() is not None, 300)
-        is None
-        or proc.poll() is not None
-    ):
-        sys.exit("task=serve did not start:\n" + "".join(lines)[-3000:])
-    return proc, lines
+    argv = [PY, "-m", "framework", "task=serve", *TRAIN, *args]
+    return start_until(argv, timeout_s=300, cwd=work, env=environment)
 
 
 def _example(lines: list[str]) -> dict[str, float]:
@@ -363,25 +342,9 @@ def node_loss() -> None:
             timeout=600,
         )
         key, _ = add_key(work / "api_keys.json", "load", ["predict"])
-        proc = head.popen(
-            [
-                PY,
-                "-m",
-                "framework",
-                "task=serve",
-                *TRAIN,
-                "serve.num_replicas=2",
-                "serve.host=0.0.0.0",
-                f"store.path={work}/registry",
-            ],
-            cwd=work,
-            env=on,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        lines: list[str] = []
-        threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()  # type: ignore[arg-type]
-        wait_until(lambda: any("Serving until" in x for x in lines), 300)
+        argv = [PY, "-m", "framework", "task=serve", *TRAIN, "serve.num_replicas=2"]
+        argv += ["serve.host=0.0.0.0", f"store.path={work}/registry"]
+        proc, lines = start_until(head.command(argv), timeout_s=300, cwd=work, env=on)
         replicas_before = _replicas(gcs, "breast_cancer", dashboard)
         before = {a["node_id"] for a in replicas_before}
         lost = _node_id(gcs, dashboard, worker.address)

@@ -128,26 +128,30 @@ def _bind_host(host: str) -> str:
     return "0.0.0.0" if host in ("", "0.0.0.0") else host
 
 
+def _free_or_other(host: str, port: int, what: str, taker: str, notes: list[str]) -> int:
+    """``port`` when it can be bound, else a free one (and a note saying so)."""
+    if port_free(host, port):
+        return port
+    other = free_port(host)
+    notes.append(f"{what} port {port} is busy; {taker} port {other}")
+    return other
+
+
 def start_ports(config: RayConfig) -> tuple[dict[str, object], list[str]]:
     """``ray.init`` arguments for the ports of a new local instance; busy ones replaced."""
-    kwargs: dict[str, object] = {}
+    kwargs: dict[str, object] = {"include_dashboard": config.include_dashboard}
     notes: list[str] = []
     if config.include_dashboard:
-        port = config.dashboard_port
-        if not port_free(_bind_host(config.dashboard_host), port):
-            new = free_port(_bind_host(config.dashboard_host))
-            notes.append(f"dashboard port {port} is busy; the dashboard takes port {new}")
-            port = new
-        kwargs.update(include_dashboard=True, dashboard_host=config.dashboard_host)
-        kwargs["dashboard_port"] = port
-    else:
-        kwargs["include_dashboard"] = False
+        host = _bind_host(config.dashboard_host)
+        kwargs["dashboard_host"] = config.dashboard_host
+        kwargs["dashboard_port"] = _free_or_other(
+            host, config.dashboard_port, "dashboard", "the dashboard takes", notes
+        )
     if config.metrics_export_port:
-        port = config.metrics_export_port
-        if not port_free(_bind_host(config.node_ip_address), port):
-            new = free_port(_bind_host(config.node_ip_address))
-            notes.append(f"metrics port {port} is busy; Ray's metrics take port {new}")
-            port = new
+        host = _bind_host(config.node_ip_address)
+        port = _free_or_other(
+            host, config.metrics_export_port, "metrics", "Ray's metrics take", notes
+        )
         kwargs["_metrics_export_port"] = port
     return kwargs, notes
 

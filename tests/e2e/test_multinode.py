@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from benchmarks.faults import RetryingLoad, wait_until
 from framework.security.keys import add_key
 from tests import netns
 from tests.e2e.conftest import cli_env
+from tests.processes import start_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.multinode]
 
@@ -175,35 +175,10 @@ def test_a_sweeps_trials_run_on_both_nodes(cluster: TwoHosts) -> None:
 
 
 def _serve(cluster: TwoHosts) -> tuple[subprocess.Popen[str], list[str]]:
-    proc = cluster.head.popen(
-        [
-            sys.executable,
-            "-m",
-            "framework",
-            "task=serve",
-            "serve.num_replicas=2",
-            "serve.host=0.0.0.0",
-            f"serve.port={SERVE_PORT}",
-            f"store.path={cluster.work}/registry",
-        ],
-        cwd=cluster.work,
-        env=cluster.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    lines: list[str] = []
-
-    def follow() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line)
-
-    threading.Thread(target=follow, daemon=True).start()
-    deadline = time.monotonic() + 240
-    while not any("Serving until interrupted" in x for x in lines):
-        assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
-        time.sleep(0.3)
-    return proc, lines
+    argv = [sys.executable, "-m", "framework", "task=serve", "serve.num_replicas=2"]
+    argv += ["serve.host=0.0.0.0", f"serve.port={SERVE_PORT}"]
+    argv += [f"store.path={cluster.work}/registry"]
+    return start_until(cluster.head.command(argv), cwd=cluster.work, env=cluster.env)
 
 
 def test_serving_survives_the_loss_of_a_node(cluster: TwoHosts) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -20,32 +19,14 @@ import requests
 
 from framework.security.keys import add_key
 from tests.e2e.conftest import cli_env, free_port, run_cli
+from tests.processes import start_until
 
 pytestmark = pytest.mark.e2e
 
 
 def _serve(work: Path, *args: str) -> tuple[subprocess.Popen[str], list[str]]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "framework", "task=serve", *args],
-        cwd=work,
-        env=cli_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: list[str] = []
-
-    def follow() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line)
-
-    threading.Thread(target=follow, daemon=True).start()
-    deadline = time.monotonic() + 240
-    while not any("Serving until interrupted" in line for line in lines):
-        assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
-        time.sleep(0.3)
-    return proc, lines
+    argv = [sys.executable, "-m", "framework", "task=serve", *args]
+    return start_until(argv, cwd=work, env=cli_env())
 
 
 @pytest.fixture(scope="module")

@@ -121,7 +121,7 @@ BAD = [
     (["version=0"], "version: got 0; expected an integer > 0"),
     (
         ["ray.address=auto", "ray.object_store_memory_mb=100"],
-        "ray: object_store_memory_mb applies only to a local instance (address: null)",
+        "ray: object_store_memory_mb applies only to a local instance (address: null/local)",
     ),
     (["train.seed=1.5"], "train.seed: got 1.5; expected an integer"),
     (
