@@ -34,9 +34,12 @@ def fit_pipeline(
     weights: np.ndarray | None,
     on_epoch: Callable[[int, Pipeline], None] | None = None,
     validation: tuple[pd.DataFrame, pd.Series] | None = None,
+    per_epoch: bool = True,
 ) -> Pipeline:
     """Fit the preprocessing, then the model epoch by epoch; call ``on_epoch`` after each.
 
+    Without ``on_epoch``, or with ``per_epoch=False`` (only the last epoch is reported), the
+    model fits in one go (``plugin.fit_once``) and ``on_epoch`` is called once at the end.
     ``validation`` rows, run through the fitted preprocessing, are handed to estimators that
     stop early on them (as ``validation_data``).
     """
@@ -46,9 +49,13 @@ def fit_pipeline(
             pipeline[:-1].transform(validation[0]),
             validation[1],
         )
-    for epoch in plugin.fit_epochs(pipeline.steps[-1][1], Xt, y, weights):
+    if on_epoch is None or not per_epoch:
+        plugin.fit_once(pipeline.steps[-1][1], Xt, y, weights)
         if on_epoch is not None:
-            on_epoch(epoch, pipeline)
+            on_epoch(plugin.epochs(), pipeline)
+        return pipeline
+    for epoch in plugin.fit_epochs(pipeline.steps[-1][1], Xt, y, weights):
+        on_epoch(epoch, pipeline)
     return pipeline
 
 

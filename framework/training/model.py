@@ -50,3 +50,12 @@ class ModelPlugin:
         params = {"sample_weight": sample_weight} if sample_weight is not None else {}
         estimator.fit(X, y, **params)
         yield 1
+
+    def fit_once(self, estimator: Any, X: Any, y: Any, sample_weight: Any | None) -> None:
+        """Fit when nobody needs per-epoch reports (a training run, a FIFO sweep).
+
+        Runs ``fit_epochs`` to its end; a model whose epochs cost more than one fit (a
+        warm-started ensemble refit stage by stage) overrides it to fit in one call.
+        """
+        for _ in self.fit_epochs(estimator, X, y, sample_weight):
+            pass

@@ -91,4 +91,12 @@ def run_trial(
             }
         )
 
-    fit_pipeline(inputs.plugin, inputs.pipeline, inputs.X, inputs.y, inputs.weights, on_epoch)
+    fit_pipeline(
+        inputs.plugin,
+        inputs.pipeline,
+        inputs.X,
+        inputs.y,
+        inputs.weights,
+        on_epoch,
+        per_epoch=every_epoch,
+    )

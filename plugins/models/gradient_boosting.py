@@ -39,6 +39,11 @@ class GradientBoostingModel(ModelPlugin):
         config: GradientBoostingConfig = self.config  # type: ignore[assignment]
         return -(-config.n_estimators // config.stages_per_epoch)
 
+    def fit_once(self, estimator: Any, X: Any, y: Any, sample_weight: Any | None) -> None:
+        """All stages in one call: the same ensemble without a refit per epoch."""
+        estimator.set_params(n_estimators=self.config.n_estimators)  # type: ignore[attr-defined]
+        estimator.fit(X, y, sample_weight=sample_weight)
+
     def fit_epochs(
         self, estimator: Any, X: Any, y: Any, sample_weight: Any | None
     ) -> Iterator[int]:
