@@ -103,7 +103,8 @@ class RootConfig(StrictModel):
 
     @model_validator(mode="after")
     def _trial_fits_the_cluster(self) -> RootConfig:
-        local = self.ray.address is None and self.ray.num_cpus is not None
+        # A joined cluster is checked once joined (tuning/sweep.py): it may be larger.
+        local = self.ray.address == "local" and self.ray.num_cpus is not None
         if local and self.tune.cpus_per_trial > self.ray.num_cpus:  # type: ignore[operator]
             raise ValueError(
                 f"tune.cpus_per_trial: {self.tune.cpus_per_trial} CPUs per trial cannot be "

@@ -111,6 +111,7 @@ def run_sweep(master: DictConfig, config_loader: Any, arguments: list[str]) -> d
     with stages.stage("join or start Ray"):
         conn = ensure_ray(base_cfg.ray)
     announce(console, conn)
+    _check_trial_fits(settings.cpus_per_trial)
 
     prepared: dict[str, PreparedData] = {}
     # Data configs fixed per group combination are prepared here, once each; a sweep over
@@ -265,6 +266,24 @@ def _sweep_name(cfg: RootConfig, space: SearchSpace) -> str:
 
 def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
+
+
+def _check_trial_fits(cpus_per_trial: float) -> None:
+    """Refuse a trial no node of the cluster can hold (Tune would wait for it forever)."""
+    import ray
+
+    from framework.errors import ConfigError
+
+    largest = max(
+        (n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")), default=0.0
+    )
+    if cpus_per_trial > largest:
+        raise ConfigError(
+            [
+                f"tune.cpus_per_trial: {cpus_per_trial:g} CPUs per trial cannot be scheduled: "
+                f"the largest node of the Ray cluster has {largest:g}"
+            ]
+        )
 
 
 def trial_table(grid: Any, space: SearchSpace, metric: str, mode: str) -> pd.DataFrame:

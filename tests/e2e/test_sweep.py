@@ -132,3 +132,13 @@ def test_bad_sweep_values_and_syntax_exit_2_before_any_trial(cli: Runner) -> Non
     bad_syntax = cli("-m", "model.n_estimators=range(10,", *QUIET)
     assert bad_syntax.returncode == 2  # Hydra's own parser reports it, as Hydra users know
     assert "no viable alternative at input 'range(10,'" in bad_syntax.stderr
+
+
+def test_a_trial_larger_than_any_node_is_refused_once_ray_is_reached(cli: Runner) -> None:
+    run = cli("-m", "model=logistic_regression", "model.C=0.1,1.0", "tune.cpus_per_trial=4")
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert (
+        "tune.cpus_per_trial: 4 CPUs per trial cannot be scheduled: the largest node of the "
+        "Ray cluster has 2"
+    ) in run.stderr
+    assert "Traceback" not in run.stderr

@@ -125,7 +125,7 @@ BAD = [
     ),
     (["train.seed=1.5"], "train.seed: got 1.5; expected an integer"),
     (
-        ["tune.cpus_per_trial=4"],
+        ["tune.cpus_per_trial=4", "ray.address=local"],
         "tune.cpus_per_trial: 4.0 CPUs per trial cannot be scheduled on a local Ray instance "
         "of ray.num_cpus=2",
     ),
