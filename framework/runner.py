@@ -24,7 +24,8 @@ def run_train(cfg: RootConfig, output_dir: Path, console: Console) -> int:
     )
     stages = Stages(console)
     with stages.stage("join or start Ray"):  # first, before the training code is imported
-        announce(console, ensure_ray(cfg.ray))
+        conn = ensure_ray(cfg.ray)
+    announce(console, conn)
     from framework.summary import print_train_summary
     from framework.training.job import train
 

@@ -64,7 +64,8 @@ def train(
     data = cfg.data
     if not ray.is_initialized():
         with stages.stage("join or start Ray"):
-            cluster.announce(stages.console, cluster.ensure_ray(cfg.ray))
+            joined = cluster.ensure_ray(cfg.ray)
+        cluster.announce(stages.console, joined)
     conn = cluster.connection
     dashboard = conn.dashboard_url if conn else None
     if prepared is None:
