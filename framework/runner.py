@@ -52,7 +52,7 @@ def run_serve(cfg: RootConfig, output_dir: Path, console: Console) -> int:
     import os
 
     from framework.cluster import announce, ensure_ray, find_cluster, record_address
-    from framework.errors import FrameworkError
+    from framework.errors import ClusterError, FrameworkError
     from framework.serving.deploy import (
         app_args,
         check_joinable,
@@ -87,6 +87,25 @@ def run_serve(cfg: RootConfig, output_dir: Path, console: Console) -> int:
     from framework.serving.deploy import build_app
 
     if conn is not None and conn.joined:
+        try:
+            check_joinable(name, serving.host, serving.port)
+        except ClusterError as refused:
+            if not conn.found_by.startswith("recorded"):
+                raise  # a cluster the user named: no silent fallback
+            # The cluster found on this machine belongs to another application (another
+            # copy of the framework, say): this one runs on an instance of its own.
+            console.print(
+                f"note: {refused.message}; serving on a private Ray instance instead",
+                soft_wrap=True,
+                markup=False,
+            )
+            import ray
+
+            ray.shutdown()
+            os.environ.update(env)
+            conn = ensure_ray(cfg.ray.model_copy(update={"address": "local"}))
+            announce(console, conn)
+    if conn is not None and conn.joined:
         missing = [k for k, v in env.items() if os.environ.get(k) != v]
         if missing:
             console.print(
@@ -94,9 +113,8 @@ def run_serve(cfg: RootConfig, output_dir: Path, console: Console) -> int:
                 f"(for the fast path set {', '.join(missing)} where it starts)",
                 soft_wrap=True,
             )
-        check_joinable(name, serving.host, serving.port)
-    elif conn is not None and cfg.ray.address is None:  # later commands here join this one
-        record_address(conn.address)
+    elif conn is not None and cfg.ray.address is None and find_cluster(cfg.ray) is None:
+        record_address(conn.address)  # later commands on this machine join this instance
     started = time.perf_counter()
     try:
         serve.start(http_options={"host": serving.host, "port": serving.port})

@@ -34,6 +34,7 @@ from framework.data.source import snake_case
 from framework.security.keys import add_key
 from framework.store.registry import ModelRegistry
 from tests.e2e.conftest import cli_env, free_port, run_cli
+from tests.processes import start_until
 
 pytestmark = pytest.mark.e2e
 
@@ -278,6 +279,32 @@ def test_a_killed_monitor_comes_back_with_its_rollout_step_and_windows(cluster: 
     assert after["labels"]["tracked_predictions"] == before["labels"]["tracked_predictions"]
     assert os.path.exists(cluster.work / "model_registry" / NAME / "monitor" / "champion.json")
     assert np.isfinite(after["window_rows"])
+
+
+def test_another_app_beside_it_serves_on_a_private_instance(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """A second copy of the framework (its own folder and port) with the defaults."""
+    trained = run_cli(tmp_path, *TRAIN)
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    key, _ = add_key(tmp_path / "api_keys.json", "client", ["predict"])
+    port = free_port()
+    argv = [sys.executable, "-m", "framework", "task=serve", *TRAIN, f"serve.port={port}"]
+    proc, lines = start_until(argv, cwd=tmp_path, env=cli_env())
+    try:
+        out = "".join(lines)
+        assert "joined the running Ray cluster" in out, out
+        assert (
+            f"note: the application '{NAME}' already runs on the joined Ray cluster; serving "
+            "on a private Ray instance instead"
+        ) in out, out
+        assert "started a local Ray instance" in out, out
+        mine = requests.get(f"http://127.0.0.1:{port}/readyz", headers={"x-api-key": key})
+        assert mine.status_code == 200, mine.text
+        assert cluster.status()["model"] == NAME  # the first app still answers
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(90)
 
 
 METADATA = r"""
