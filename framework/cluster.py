@@ -14,9 +14,13 @@ import os
 import re
 import socket
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from framework.config.ray import RayConfig
 from framework.errors import ClusterError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -246,11 +250,11 @@ def ensure_ray(config: RayConfig) -> RayConnection | None:
     return connection
 
 
-def announce(console: object, conn: RayConnection | None) -> None:
+def announce(console: Console, conn: RayConnection | None) -> None:
     """Print how Ray was reached, any replaced port, and the dashboard."""
     if conn is None:
         return
-    show = console.print  # type: ignore[attr-defined]
+    show = console.print
     show(f"  Ray: {conn.describe()}", markup=False, soft_wrap=True)
     for note in conn.notes:
         show(f"  note: {note}", markup=False, soft_wrap=True)

@@ -18,9 +18,13 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from framework.config.ray import RayConfig
 from framework.errors import ClusterError
+
+if TYPE_CHECKING:
+    from ray.job_submission import JobSubmissionClient
 
 #: What a job needs of the project; everything else (virtualenvs, registries, outputs) stays.
 PROJECT_PARTS = ("framework", "plugins", "hydra_plugins", "conf", "experiments")
@@ -77,9 +81,7 @@ def submission_address(config: RayConfig) -> str:
     """Where jobs go: the dashboard URL (Ray's Job API) of the cluster a run would join."""
     from framework.cluster import dashboard_of, find_cluster
 
-    if config.address and config.address.startswith(("http://", "https://")):
-        return config.address
-    found = find_cluster(config)
+    found = find_cluster(config)  # ray.address or RAY_ADDRESS may name the dashboard itself
     if found is None:
         raise ClusterError(
             "ray.submit needs a running Ray cluster, and none was found",
@@ -94,29 +96,31 @@ def submission_address(config: RayConfig) -> str:
 
 @dataclass
 class SubmittedJob:
-    """A job on the cluster: its id, where it was sent, and the client that sent it."""
+    """A job on the cluster: its id, where it was sent, the client that sent it, and the
+    staged project folder to remove once it ended (None for a job followed again)."""
 
     job_id: str
     address: str
-    client: object
-    staged: Path
+    client: JobSubmissionClient
+    staged: Path | None = None
 
     def status(self) -> str:
-        return str(self.client.get_job_status(self.job_id).value)  # type: ignore[attr-defined]
+        return str(self.client.get_job_status(self.job_id).value)
 
     def exit_status(self) -> int:
         """The driver's exit status once the job ended (1 when it never started)."""
-        info = self.client.get_job_info(self.job_id)  # type: ignore[attr-defined]
+        info = self.client.get_job_info(self.job_id)
         code = getattr(info, "driver_exit_code", None)
         if code is not None:
             return int(code)
         return 0 if str(info.status.value) == "SUCCEEDED" else JOB_FAILED
 
     def stop(self) -> None:
-        self.client.stop_job(self.job_id)  # type: ignore[attr-defined]
+        self.client.stop_job(self.job_id)
 
     def cleanup(self) -> None:
-        shutil.rmtree(self.staged, ignore_errors=True)
+        if self.staged is not None:
+            shutil.rmtree(self.staged, ignore_errors=True)
 
 
 def submit(
@@ -163,7 +167,7 @@ def follow(job: SubmittedJob, write: Callable[[str], object], timeout_s: float) 
     """Stream the job's logs through ``write`` until it ends; return its exit status."""
 
     async def tail() -> None:
-        async for lines in job.client.tail_job_logs(job.job_id):  # type: ignore[attr-defined]
+        async for lines in job.client.tail_job_logs(job.job_id):
             write(lines)
 
     try:

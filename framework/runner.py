@@ -113,7 +113,7 @@ def run_serve(cfg: RootConfig, output_dir: Path, console: Console) -> int:
                 f"(for the fast path set {', '.join(missing)} where it starts)",
                 soft_wrap=True,
             )
-    elif conn is not None and cfg.ray.address is None and find_cluster(cfg.ray) is None:
+    elif conn is not None and cfg.ray.address is None and not joining:
         record_address(conn.address)  # later commands on this machine join this instance
     started = time.perf_counter()
     try:

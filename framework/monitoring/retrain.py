@@ -159,6 +159,6 @@ class RetrainLoop:
             try:
                 address = self.address()
                 client = JobSubmissionClient(address)
-                self.job = SubmittedJob(job_id, address, client, Path("/nonexistent"))
+                self.job = SubmittedJob(job_id, address, client)
             except Exception as exc:
                 logger.warning("retraining job %s not followed again: %s", job_id, exc)

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import psutil
 import pytest
 import requests
@@ -278,7 +277,6 @@ def test_a_killed_monitor_comes_back_with_its_rollout_step_and_windows(cluster: 
     assert after["traffic"] == before["traffic"]
     assert after["labels"]["tracked_predictions"] == before["labels"]["tracked_predictions"]
     assert os.path.exists(cluster.work / "model_registry" / NAME / "monitor" / "champion.json")
-    assert np.isfinite(after["window_rows"])
 
 
 def test_another_app_beside_it_serves_on_a_private_instance(
