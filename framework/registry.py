@@ -113,6 +113,7 @@ class Registry(Generic[T]):
 sources: Registry[Any] = Registry("source")
 models: Registry[Any] = Registry("model")
 drift_tests: Registry[Any] = Registry("drift test")
+explainers: Registry[Any] = Registry("explainer")
 
 _loaded = False
 _loading = False

@@ -14,8 +14,11 @@ from pydantic import Field, PositiveInt, ValidationError, create_model, model_va
 
 from framework import registry
 from framework.config.base import PluginConfig, StrictModel, plugin_union
+from framework.config.card import CardConfig
 from framework.config.data import ColumnSpec, DataConfig, SourceConfig
 from framework.config.errors import problems_of
+from framework.config.explain import ExplainConfig
+from framework.config.gates import GatesConfig
 from framework.config.model import ModelConfig
 from framework.config.monitor import MonitorConfig
 from framework.config.optimize import OptimizeConfig
@@ -56,6 +59,9 @@ Task = Literal[
     "monitor",
     "promote",
     "rollback",
+    "explain",
+    "card",
+    "reproduce",
 ]
 
 
@@ -64,7 +70,8 @@ class RootConfig(StrictModel):
 
     task: Task = Field("train", description="What to run.")
     version: PositiveInt | None = Field(
-        None, description="Model version (task=registry, promote, rollback)."
+        None,
+        description="Model version (task=registry, promote, rollback, explain, card, reproduce).",
     )
     data: DataConfig
     model: ModelConfig
@@ -76,6 +83,9 @@ class RootConfig(StrictModel):
     serve: ServeConfig = Field(default_factory=ServeConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    explain: ExplainConfig = Field(default_factory=ExplainConfig)
+    gates: GatesConfig = Field(default_factory=GatesConfig)
+    card: CardConfig = Field(default_factory=CardConfig)
 
     @model_validator(mode="after")
     def _model_fits_target(self) -> RootConfig:

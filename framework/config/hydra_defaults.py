@@ -12,6 +12,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 
 from framework.config.data import DataConfig
+from framework.config.explain import ExplainConfig
+from framework.config.gates import GatesConfig
 from framework.config.monitor import MonitorConfig
 from framework.config.optimize import OptimizeConfig
 from framework.config.ray import RayConfig
@@ -44,6 +46,8 @@ def defaults_node() -> dict[str, Any]:
         "serve": ServeConfig().model_dump(mode="json"),
         "security": SecurityConfig().model_dump(mode="json"),
         "monitor": MonitorConfig().model_dump(mode="json"),
+        "explain": ExplainConfig().model_dump(mode="json"),
+        "gates": GatesConfig().model_dump(mode="json"),
     }
 
 

@@ -91,6 +91,16 @@ class ServeConfig(StrictModel):
         le=100_000,
         description="Most rows one predict or infer request may carry (more: 422).",
     )
+    max_rows_per_explain: PositiveInt = Field(
+        32,
+        le=10_000,
+        description="Most rows one explain request may carry (more: 422); model-agnostic "
+        "explanations cost explain.samples model rows per row.",
+    )
+    explain_samples: PositiveInt | None = Field(
+        None,
+        description="Model-agnostic budget at serving (null: the one the version registered).",
+    )
     max_body_bytes: PositiveInt = Field(
         4 * 1024 * 1024, description="Largest request body accepted on any route (more: 413)."
     )

@@ -199,10 +199,57 @@ def train(
         if optimization is not None:
             files["parent.onnx"] = exported.onnx_bytes  # the float parent, kept for audit
             manifest["optimization"] = optimization.to_dict_summary()
+        served = files["model.onnx"]
+        explain_files, manifest["explain"] = explanation_block(
+            cfg, pipeline, exported, served, parts.train, parts.test
+        )
+        files.update(explain_files)
         files["model_card.md"] = model_card(cfg, result, manifest).encode()
         result.version = store.register(name, files, manifest, alias=alias)
         result.alias = alias
     return result
+
+
+def explanation_block(
+    cfg: RootConfig,
+    pipeline: Any,
+    exported: ExportedModel,
+    served: bytes,
+    train_rows: pd.DataFrame,
+    test_rows: pd.DataFrame,
+) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """Explanation files and their manifest block; exact explainers are checked here:
+    additivity against the served output, and TreeSHAP against shap on the fitted model."""
+    from framework.explain.loader import ARRAYS, FEATURES, build_explainer
+    from framework.explain.register import explanation_files, tree_agreement
+
+    data = cfg.data
+    numeric, categorical = data.numeric_features, data.categorical_features
+    rows = cfg.monitor.drift.reference_rows
+    sample = (
+        train_rows.sample(n=rows, random_state=cfg.train.seed)
+        if len(train_rows) > rows
+        else train_rows
+    )
+    reference = model_input(sample, numeric, categorical)
+    files, block = explanation_files(
+        cfg, pipeline, exported.signature, reference, served == exported.onnx_bytes
+    )
+    if block["exact"]:
+        predictor = OnnxPredictor(served, exported.signature, cfg.train.onnx_threads)
+        explainer = build_explainer(
+            block, files[ARRAYS], files.get(FEATURES), predictor, exported.signature
+        )
+        check = model_input(test_rows.head(200), numeric, categorical)
+        from framework.explain.features import feeds_of
+
+        found = explainer(feeds_of(check, exported.signature))
+        block["additivity_gap"] = found.additivity_gap()
+        if block["method"] == "tree":
+            block["shap_agreement_max_diff"] = tree_agreement(
+                pipeline, explainer, check, exported.signature
+            )
+    return files, block
 
 
 def _alias_for(choice: str, aliases: dict[str, int]) -> str | None:

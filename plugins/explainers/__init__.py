@@ -1,0 +1,1 @@
+"""Built-in explainers: exact TreeSHAP and linear attributions, KernelSHAP and LIME."""
