@@ -204,6 +204,7 @@ def cases(draw: Any, model: str, key: str, columns: list[str], max_body: int) ->
         st.sampled_from(
             [
                 "predict",
+                "explain",
                 "infer",
                 "infer_version",
                 "feedback",
@@ -219,6 +220,7 @@ def cases(draw: Any, model: str, key: str, columns: list[str], max_body: int) ->
     version = draw(st.one_of(st.just("1"), st.sampled_from(ODD_SEGMENTS)))
     paths = {
         "predict": (f"/v1/models/{name}/predict", rows(columns)),
+        "explain": (f"/v1/models/{name}/explain", rows(columns)),
         "infer": (f"/v2/models/{name}/infer", tensors(columns)),
         "infer_version": (f"/v2/models/{name}/versions/{version}/infer", tensors(columns)),
         "feedback": ("/v1/feedback", labels()),

@@ -8,6 +8,8 @@ the only error counted against that version.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import re
 import time
@@ -42,6 +44,7 @@ from framework.serving.tensors import (
 from framework.store.registry import ModelRegistry
 
 JSON = "application/json"
+logger = logging.getLogger("ray.serve")
 _VERSION = re.compile(r"[0-9]{1,9}")
 _CORRELATION = re.compile(rb"[\x21-\x7e]{1,128}")
 
@@ -166,6 +169,42 @@ class Handlers:
             self.model, answer, self.router.first.signature, self._correlation(call)
         )
         return Reply(body, version=answer.version)
+
+    async def explain(self, call: Call) -> Reply:
+        self._named(call)
+        feeds, _ = decode_records(self.rules, call.body, self.serve.max_rows_per_explain)
+        sticky = call.headers.get(self.sticky)
+        version = self.router.choose(
+            sticky.decode("latin-1") if sticky else None, os.urandom(10).hex()
+        )
+        explainer = await self.router.explainer(version, self.serve.explain_samples)
+        if explainer is None:
+            raise HttpError(
+                409,
+                f"{self.model} v{version.number} was registered without explanation files; "
+                "train it again to explain it",
+            )
+        try:
+            found = await asyncio.to_thread(explainer, feeds)
+        except Exception as exc:  # the explainer's own failure, not the version's prediction
+            logger.error("explaining with v%s failed", version.number, exc_info=exc)
+            raise HttpError(500, f"the explanation failed: {type(exc).__name__}") from None
+        body: dict[str, Any] = {
+            "model": self.model,
+            "version": version.number,
+            "method": found.method,
+            "exact": explainer.exact,
+            "additive": found.additive,
+            "output_space": found.output_space,
+            "outputs": found.outputs,
+            "explanations": found.records(),
+        }
+        if found.notes:
+            body["notes"] = found.notes
+        request_id = self._correlation(call)
+        if request_id:
+            body["id"] = request_id
+        return _json(body, version.number)
 
     async def v2_infer(self, call: Call) -> Reply:
         self._named(call)

@@ -13,7 +13,16 @@ import orjson
 from framework.export.signature import Signature
 from framework.serving.auth import PUBLIC
 from framework.serving.problems import ERROR_SCHEMA
-from framework.serving.routes import COMMON, GUARDED, LABELS, MOVE, RECORDS, ROUTES, TENSORS
+from framework.serving.routes import (
+    COMMON,
+    EXPLAIN,
+    GUARDED,
+    LABELS,
+    MOVE,
+    RECORDS,
+    ROUTES,
+    TENSORS,
+)
 from framework.serving.rules import RequestRules
 from framework.serving.tensors import DATATYPES, output_names
 
@@ -23,7 +32,7 @@ _REASONS = {
     403: "The key lacks the role this route needs.",
     404: "No such model, version or route.",
     405: "The route does not take this method (see Allow).",
-    409: "Monitoring is off, or the registry refused the move.",
+    409: "Monitoring is off, the registry refused the move, or the version has no explainer.",
     413: "The body is over serve.max_body_bytes.",
     422: "The request breaks the request rules; every problem is named by its field.",
     429: "The key passed its rate limit (see Retry-After).",
@@ -56,7 +65,23 @@ def _tensor_schema() -> dict[str, Any]:
     }
 
 
-def _bodies(rules: RequestRules, max_rows: int, max_labels: int) -> dict[str, dict[str, Any]]:
+def _records(max_rows: int) -> dict[str, Any]:
+    return {
+        "oneOf": [
+            {"$ref": "#/components/schemas/Row"},
+            {
+                "type": "array",
+                "items": {"$ref": "#/components/schemas/Row"},
+                "minItems": 1,
+                "maxItems": max_rows,
+            },
+        ]
+    }
+
+
+def _bodies(
+    rules: RequestRules, max_rows: int, max_labels: int, max_explain: int
+) -> dict[str, dict[str, Any]]:
     signature: Signature = rules.signature
     label: dict[str, Any] = (
         {"type": "string", "enum": list(signature.classes)}
@@ -71,17 +96,8 @@ def _bodies(rules: RequestRules, max_rows: int, max_labels: int) -> dict[str, di
     }
     outputs = {"type": "string", "enum": output_names(signature)}
     return {
-        RECORDS: {
-            "oneOf": [
-                {"$ref": "#/components/schemas/Row"},
-                {
-                    "type": "array",
-                    "items": {"$ref": "#/components/schemas/Row"},
-                    "minItems": 1,
-                    "maxItems": max_rows,
-                },
-            ]
-        },
+        RECORDS: _records(max_rows),
+        EXPLAIN: _records(max_explain),
         TENSORS: {
             "type": "object",
             "additionalProperties": False,
@@ -142,10 +158,16 @@ def _bodies(rules: RequestRules, max_rows: int, max_labels: int) -> dict[str, di
 
 
 def document(
-    title: str, version: str, rules: RequestRules, header: str, max_rows: int, max_labels: int
+    title: str,
+    version: str,
+    rules: RequestRules,
+    header: str,
+    max_rows: int,
+    max_labels: int,
+    max_explain: int = 32,
 ) -> bytes:
     """The whole OpenAPI 3.1 document, serialized once at startup."""
-    bodies = _bodies(rules, max_rows, max_labels)
+    bodies = _bodies(rules, max_rows, max_labels, max_explain)
     error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     paths: dict[str, dict[str, Any]] = {}
     for route in ROUTES:

@@ -89,6 +89,7 @@ class ModelServer:
             settings.security.header,
             serve.max_rows_per_request,
             serve.max_labels_per_request,
+            serve.max_rows_per_explain,
         )
         self.handlers = Handlers(
             settings,

@@ -80,6 +80,8 @@ class VersionRouter:
         self.batch_rows = batch_rows
         self.active = 0  # prediction requests in this replica right now
         self.call_rows: list[int] = []  # rows of each ONNX Runtime call, drained by the recorder
+        self.explainers: dict[int, Any] = {}
+        self._explainer_lock = asyncio.Lock()
         self._batched.set_max_batch_size(max(batch_rows, 1))
         self._batched.set_batch_wait_timeout_s(batch_wait_ms / 1000.0)
 
@@ -96,6 +98,27 @@ class VersionRouter:
         )
         predictor.run(_warmup(signature))
         return LoadedVersion(version.version, predictor, signature, version.manifest)
+
+    async def explainer(self, version: LoadedVersion, samples: int | None) -> Any:
+        """The version's explainer, loaded off the event loop on first use (None: it has none).
+
+        Built from ``explain.npz`` and ONNX files only; verified with the version's files."""
+        if version.number in self.explainers:
+            return self.explainers[version.number]
+        async with self._explainer_lock:
+            if version.number not in self.explainers:
+                found = None
+                if version.manifest.get("explain") and "explain.npz" in version.manifest.get(
+                    "files", {}
+                ):
+                    from framework.explain.loader import load_explainer
+
+                    stored = self.registry.get(self.model_name, version.number)
+                    found = await asyncio.to_thread(
+                        load_explainer, stored, version.predictor, None, samples, self.threads
+                    )
+                self.explainers[version.number] = found
+        return self.explainers[version.number]
 
     def choose(self, sticky: str | None, fallback: str) -> LoadedVersion:
         routing = self.routing

@@ -19,6 +19,7 @@ Handler = Callable[[Handlers, Call], Awaitable[Reply]]
 
 #: Body kinds: none, or what the route reads (the OpenAPI document names its schema).
 NO_BODY, RECORDS, TENSORS, LABELS, MOVE = "none", "records", "tensors", "labels", "move"
+EXPLAIN = "explain"  # records, at most serve.max_rows_per_explain of them
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,16 @@ ROUTES: tuple[Route, ...] = (
         "Predict JSON rows checked against the data schema.",
         RECORDS,
         _PREDICT,
+    ),
+    Route(
+        "POST",
+        "/v1/models/{name}/explain",
+        "predict",
+        H.explain,
+        "models",
+        "Explain JSON rows: per output, each column's attribution, the base value and the output.",
+        EXPLAIN,
+        (*_PREDICT, 409),
     ),
     Route(
         "POST",

@@ -217,6 +217,35 @@ def test_single_and_batch_predictions_equal_in_process_onnx(server: Server) -> N
     assert one.status_code == 200 and len(one.json()["predictions"]) == 1
 
 
+def test_explanations_add_up_to_the_served_output(server: Server) -> None:
+    """The linear model's exact attributions: one per source column (plan's and contract's
+    one-hot features summed back), base + attributions = the log-odds of what predict gives."""
+    records = rows(6, seed=7)
+    answer = server.post("/v1/models/churn/explain", records)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["model"] == "churn" and body["version"] == 1
+    assert (body["method"], body["exact"], body["additive"]) == ("linear", True, True)
+    assert body["output_space"] == "log_odds" and body["outputs"] == ["no", "yes"]
+    expected = local_predictor(server).predict_records(records).scores
+    columns = {"age", "income", "tenure_months", "support_calls", "plan", "contract"}
+    for row, probabilities in zip(body["explanations"], expected, strict=True):
+        for cls, p in zip(("no", "yes"), probabilities, strict=True):
+            part = row[cls]
+            assert set(part["attributions"]) == columns
+            total = part["base_value"] + sum(part["attributions"].values())
+            assert abs(total - part["output"]) < 1e-9
+            assert abs(part["output"] - np.log(p / (1 - p))) < 1e-4
+        assert row["yes"]["attributions"]["plan"] == -row["no"]["attributions"]["plan"]
+    single = server.post("/v1/models/churn/explain", records[0])
+    assert single.status_code == 200 and len(single.json()["explanations"]) == 1
+    assert server.post("/v1/models/churn/explain", records, key=None).status_code == 401
+    too_many = server.post("/v1/models/churn/explain", rows(33, seed=8))
+    assert too_many.status_code == 422 and "32" in too_many.text, too_many.text
+    bad = server.post("/v1/models/churn/explain", [{**records[0], "age": "old"}])
+    assert bad.status_code == 422 and "age" in bad.text, bad.text
+
+
 def test_open_inference_protocol_round_trip(server: Server) -> None:
     live = server.get("/v2/health/live", key=None)
     ready = server.get("/v2/health/ready", key=None)
