@@ -244,6 +244,23 @@ def _moves(changes: dict[str, int | None]) -> str:
     )
 
 
+def run_explain(cfg: RootConfig, output_dir: Path, console: Console) -> int:
+    """Explain every row of ``explain.input``: Parquet attributions and an HTML report."""
+    from framework.explain.batch import explain_file
+
+    console.print(f"[bold]explain[/] {cfg.model_name} rows of {cfg.explain.input}")
+    result = explain_file(cfg, output_dir)
+    top = sorted(result.importance.items(), key=lambda kv: -kv[1])[:5]
+    console.print(
+        f"Explained {result.rows} rows with {result.version.name} v{result.version.version} "
+        f"({result.method}) in {result.seconds:.2f} s ({result.rows_per_s:,.0f} rows/s)."
+    )
+    console.print("Most important columns: " + ", ".join(f"{k} ({v:.4f})" for k, v in top))
+    console.print(f"Attributions: {result.parquet}")
+    console.print(f"Report: {result.report}")
+    return 0
+
+
 TASKS: dict[str, Callable[[RootConfig, Path, Console], int]] = {
     "train": run_train,
     "registry": run_registry,
@@ -253,6 +270,7 @@ TASKS: dict[str, Callable[[RootConfig, Path, Console], int]] = {
     "monitor": run_monitor,
     "promote": run_promote,
     "rollback": run_rollback,
+    "explain": run_explain,
 }
 
 

@@ -235,7 +235,7 @@ def test_explanations_add_up_to_the_served_output(server: Server) -> None:
             assert set(part["attributions"]) == columns
             total = part["base_value"] + sum(part["attributions"].values())
             assert abs(total - part["output"]) < 1e-9
-            assert abs(part["output"] - np.log(p / (1 - p))) < 1e-4
+            assert abs(1 / (1 + np.exp(-part["output"])) - p) < 1e-6  # log-odds of p
         assert row["yes"]["attributions"]["plan"] == -row["no"]["attributions"]["plan"]
     single = server.post("/v1/models/churn/explain", records[0])
     assert single.status_code == 200 and len(single.json()["explanations"]) == 1
