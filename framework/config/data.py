@@ -110,6 +110,15 @@ class CleaningConfig(StrictModel):
     )
 
 
+class LabelBiasConfig(StrictModel):
+    """Rows of one group (``column == group``) whose label is set to ``label`` at ``rate``."""
+
+    column: str = Field(description="The column that defines the group, e.g. a sensitive one.")
+    group: str = Field(description="The group whose labels are biased.")
+    label: str = Field(description="The class those labels are set to.")
+    rate: float = Field(0.4, gt=0, le=1, description="Share of the group's rows changed.")
+
+
 class NoiseConfig(StrictModel):
     """Production-noise simulator applied to the source data before any check."""
 
@@ -142,6 +151,9 @@ class NoiseConfig(StrictModel):
     )
     label_shuffle: bool = Field(
         False, description="Shuffle the target across rows (a model trained on it is useless)."
+    )
+    label_bias: LabelBiasConfig | None = Field(
+        None, description="Historical bias: one group's labels pushed towards one class."
     )
 
 

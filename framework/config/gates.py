@@ -25,6 +25,13 @@ class FairnessGate(StrictModel):
         description="Regression: largest gap in mean absolute error between groups, as a "
         "fraction of the overall MAE (null: off).",
     )
+    alpha: float = Field(
+        0.05,
+        gt=0,
+        le=1,
+        description="A gap breaches its limit only if a test of equal rates across groups "
+        "rejects at this level (1: the point estimate alone decides).",
+    )
     min_group_rows: PositiveInt = Field(
         30, description="Groups with fewer test rows get bootstrap intervals and are not gated."
     )

@@ -49,6 +49,13 @@ def inject_noise(frame: pd.DataFrame, data: DataConfig) -> tuple[pd.DataFrame, N
     if noise.label_shuffle and target in frame.columns:
         frame[target] = rng.permutation(frame[target].to_numpy())
         counts["shuffled_label"] = len(frame)
+    bias = noise.label_bias
+    if bias is not None and target in frame.columns and bias.column in frame.columns:
+        group = frame[bias.column].astype(str).to_numpy() == bias.group
+        changed = group & (rng.random(len(frame)) < bias.rate)
+        changed &= frame[target].astype(str).to_numpy() != bias.label
+        frame.loc[changed, target] = bias.label
+        counts["biased_label"] = int(changed.sum())
     if noise.imbalance_ratio is not None and target in frame.columns:
         frame = _imbalance(frame, target, noise.imbalance_ratio, noise.minority_class, rng)
     n = len(frame)

@@ -43,6 +43,7 @@ class TrainResult:
     fit_seconds: float
     pipeline: Any = None
     test_frame: pd.DataFrame | None = None
+    fairness: dict[str, Any] | None = None
     version: ModelVersion | None = None
     alias: str | None = None
     dashboard_url: str | None = None
@@ -126,6 +127,24 @@ def train(
             "validation": val_eval.to_dict() if val_eval else None,
         }
         (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    fairness = None
+    if data.sensitive and cfg.gates.fairness.enabled:
+        from framework.governance.fairness import fairness_report, refusal
+
+        with stages.stage(f"fairness gate on {', '.join(data.sensitive)}"):
+            fairness = fairness_report(
+                task,
+                parts.test[data.target].to_numpy(),
+                pipeline.predict(X_test),
+                groups,
+                test_eval.classes,
+                cfg.gates.fairness,
+                cfg.train.seed,
+            )
+            (output_dir / "fairness.json").write_text(json.dumps(fairness, indent=2))
+        refused_fair = refusal(fairness)
+        if refused_fair is not None:
+            raise refused_fair
     with stages.stage("export the whole pipeline to ONNX"):
         exported = export_pipeline(pipeline, numeric, categorical, task)
         (output_dir / "model.onnx").write_bytes(exported.onnx_bytes)
@@ -171,6 +190,7 @@ def train(
         fit_seconds=fit_seconds,
         pipeline=pipeline,
         test_frame=parts.test,
+        fairness=fairness,
         dashboard_url=dashboard,
         output_dir=output_dir,
     )

@@ -1,0 +1,1 @@
+"""Governance: fairness and champion gates, model cards, reproduction of a version."""
