@@ -121,6 +121,13 @@ def print_train_summary(console: Console, result: TrainResult) -> None:
             f"Registered [bold]{result.version.name}[/] version [bold]{result.version.version}[/]"
             f"{alias} at {result.version.path}"
         )
+        gate = result.champion_gate
+        if gate is not None and not gate["passed"]:
+            console.print(
+                f"[bold yellow]Not made challenger[/] (champion gate against v{gate['champion']}): "
+                + "; ".join(gate["reasons"]),
+                soft_wrap=True,
+            )
     else:
         console.print("Not registered (train.dry_run=true).")
     if result.output_dir is not None:

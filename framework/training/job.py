@@ -44,6 +44,7 @@ class TrainResult:
     pipeline: Any = None
     test_frame: pd.DataFrame | None = None
     fairness: dict[str, Any] | None = None
+    champion_gate: dict[str, Any] | None = None
     version: ModelVersion | None = None
     alias: str | None = None
     dashboard_url: str | None = None
@@ -200,6 +201,31 @@ def train(
         store = ModelRegistry(cfg.store.path)
         name = cfg.model_name
         alias = _alias_for(cfg.train.alias, store.aliases(name))
+        champion_check = None
+        served_bytes = (
+            exported.onnx_bytes if optimization is None else optimization.chosen.onnx_bytes
+        )
+        if alias == "challenger" and cfg.gates.champion.enabled:
+            from framework.governance.champion import champion_gate
+
+            runs = max(cfg.train.latency_runs, 200)
+            champion_check = champion_gate(
+                cfg.gates.champion,
+                store.resolve(name, "champion"),
+                served_bytes,
+                exported.signature,
+                model_input(parts.test, numeric, categorical).assign(
+                    **{c: parts.test[c] for c in [data.target, *data.sensitive]}
+                ),
+                data.target,
+                data.sensitive,
+                cfg.gates.fairness.min_group_rows,
+                lambda other: single_row_latency(other, parts.test[numeric + categorical], runs)[
+                    "p50"
+                ],
+            )
+            if not champion_check["passed"]:
+                alias = None
         files = {
             "model.onnx": exported.onnx_bytes
             if optimization is None
@@ -216,6 +242,7 @@ def train(
             ).encode(),
         }
         manifest = _manifest(cfg, result, store.aliases(name).get("champion"))
+        manifest["gates"] = {"fairness": fairness, "champion": champion_check}
         if optimization is not None:
             files["parent.onnx"] = exported.onnx_bytes  # the float parent, kept for audit
             manifest["optimization"] = optimization.to_dict_summary()
@@ -227,6 +254,15 @@ def train(
         files["model_card.md"] = model_card(cfg, result, manifest).encode()
         result.version = store.register(name, files, manifest, alias=alias)
         result.alias = alias
+        result.champion_gate = champion_check
+        if champion_check is not None and not champion_check["passed"]:
+            store.record(
+                name,
+                "challenger_refused",
+                version=result.version.version,
+                champion=champion_check["champion"],
+                reason="; ".join(champion_check["reasons"]),
+            )
     return result
 
 

@@ -240,7 +240,9 @@ def _audit(app: App, action: str) -> list[dict[str, Any]]:
 
 
 def test_a_bad_challenger_is_rolled_back_by_the_policy_and_the_split_holds(app: App) -> None:
-    _train(app.work, *ONLY, "data.noise.label_shuffle=true")  # v2, a useless model
+    # v2, a useless model that the offline champion gate would hold back: let it through, so
+    # that the live policy must catch it
+    _train(app.work, *ONLY, "data.noise.label_shuffle=true", "gates.champion.enabled=false")
     assert app.store.aliases(NAME) == {"champion": 1, "challenger": 2}
     app.wait(lambda s: s["replica_routing"]["challenger"] == 2, "the replica routing to v2")
 
