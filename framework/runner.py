@@ -261,6 +261,25 @@ def run_explain(cfg: RootConfig, output_dir: Path, console: Console) -> int:
     return 0
 
 
+def run_card(cfg: RootConfig, output_dir: Path, console: Console) -> int:
+    """Render a version's model card again (``card`` fields set now fill its to-dos)."""
+    from framework.governance.card import render_card, version_inputs
+
+    store = ModelRegistry(cfg.store.path)
+    version = store.resolve(cfg.model_name, cfg.version or cfg.serve.alias)
+    version.verify()
+    files, todo = render_card(version_inputs(version, cfg.card))
+    folder = output_dir / "card"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    console.print(f"Model card of {version.name} v{version.version}: {folder / 'model_card.md'}")
+    console.print(f"HTML: {folder / 'model_card.html'} ({len(files) - 2} plots beside it)")
+    if todo:
+        console.print("To do (set them in the card config group): " + "; ".join(todo))
+    return 0
+
+
 TASKS: dict[str, Callable[[RootConfig, Path, Console], int]] = {
     "train": run_train,
     "registry": run_registry,
@@ -271,6 +290,7 @@ TASKS: dict[str, Callable[[RootConfig, Path, Console], int]] = {
     "promote": run_promote,
     "rollback": run_rollback,
     "explain": run_explain,
+    "card": run_card,
 }
 
 

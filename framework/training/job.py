@@ -251,7 +251,7 @@ def train(
             cfg, pipeline, exported, served, parts.train, parts.test
         )
         files.update(explain_files)
-        files["model_card.md"] = model_card(cfg, result, manifest).encode()
+        files.update(card_files(cfg, store, served, exported, parts.test, manifest, files))
         result.version = store.register(name, files, manifest, alias=alias)
         result.alias = alias
         result.champion_gate = champion_check
@@ -291,21 +291,63 @@ def explanation_block(
     files, block = explanation_files(
         cfg, pipeline, exported.signature, reference, served == exported.onnx_bytes
     )
-    if block["exact"]:
-        predictor = OnnxPredictor(served, exported.signature, cfg.train.onnx_threads)
-        explainer = build_explainer(
-            block, files[ARRAYS], files.get(FEATURES), predictor, exported.signature
-        )
-        check = model_input(test_rows.head(200), numeric, categorical)
-        from framework.explain.features import feeds_of
+    from framework.explain.features import feeds_of
 
-        found = explainer(feeds_of(check, exported.signature))
-        block["additivity_gap"] = found.additivity_gap()
-        if block["method"] == "tree":
-            block["shap_agreement_max_diff"] = tree_agreement(
-                pipeline, explainer, check, exported.signature
-            )
+    predictor = OnnxPredictor(served, exported.signature, cfg.train.onnx_threads)
+    explainer = build_explainer(
+        block, files[ARRAYS], files.get(FEATURES), predictor, exported.signature
+    )
+    # exact explainers are cheap: 200 rows; model-agnostic ones cost samples x background each
+    check = model_input(test_rows.head(200 if block["exact"] else 50), numeric, categorical)
+    found = explainer(feeds_of(check, exported.signature))
+    block["importance"] = found.importance()
+    block["additivity_gap"] = found.additivity_gap()
+    if block["exact"] and block["method"] == "tree":
+        block["shap_agreement_max_diff"] = tree_agreement(
+            pipeline, explainer, check, exported.signature
+        )
     return files, block
+
+
+def card_files(
+    cfg: RootConfig,
+    store: ModelRegistry,
+    served: bytes,
+    exported: ExportedModel,
+    test: pd.DataFrame,
+    manifest: dict[str, Any],
+    files: dict[str, bytes],
+) -> dict[str, bytes]:
+    """``evaluation.npz`` (the served model's test predictions) and the rendered model card."""
+    from framework.governance.card import (
+        CardInputs,
+        evaluation_arrays,
+        read_evaluation,
+        render_card,
+    )
+
+    data = cfg.data
+    predictor = OnnxPredictor(served, exported.signature, cfg.train.onnx_threads)
+    predicted = predictor.predict_frame(test[data.numeric_features + data.categorical_features])
+    evaluation = evaluation_arrays(
+        test[data.target].to_numpy(),
+        predicted.labels,
+        predicted.scores,
+        {c: test[c] for c in data.sensitive},
+    )
+    upcoming = max((v.version for v in store.versions(cfg.model_name)), default=0) + 1
+    rendered, _ = render_card(
+        CardInputs(
+            name=cfg.model_name,
+            version=upcoming,
+            manifest=manifest,
+            metrics=json.loads(files["metrics.json"]),
+            validation=json.loads(files["validation_report.json"]),
+            evaluation=read_evaluation(evaluation),
+            card=cfg.card,
+        )
+    )
+    return {"evaluation.npz": evaluation, **rendered}
 
 
 def _alias_for(choice: str, aliases: dict[str, int]) -> str | None:
@@ -349,38 +391,3 @@ def _manifest(cfg: RootConfig, result: TrainResult, parent: int | None) -> dict[
         "packages": package_versions(),
         "parent_version": parent,
     }
-
-
-def model_card(cfg: RootConfig, result: TrainResult, manifest: dict[str, Any]) -> str:
-    """A short Markdown model card: intended data, metrics, subgroups, data checks."""
-    lines = [
-        f"# Model card: {cfg.model_name}",
-        "",
-        f"- model: `{cfg.model.type}` ({result.exported.signature.task})",
-        f"- data: `{cfg.data.name}`, fingerprint `{result.fingerprint[:16]}`",
-        f"- created: {manifest['created_at']}, code {manifest['code_version']}",
-        f"- parent version: {manifest['parent_version']}",
-        "",
-        "## Features",
-        "",
-    ]
-    for name in cfg.data.features:
-        spec = cfg.data.columns[name]
-        lines.append(
-            f"- `{name}` ({spec.dtype}){': ' + spec.description if spec.description else ''}"
-        )
-    lines += ["", "## Test metrics", "", "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {v:.4f} |" for k, v in result.evaluation.metrics.items()]
-    for column, groups in result.evaluation.subgroups.items():
-        lines += ["", f"## Metrics by `{column}`", ""]
-        for key, values in groups.items():
-            shown = ", ".join(f"{k}={v:.3f}" for k, v in values.items())
-            lines.append(f"- `{key}`: {shown}")
-    report = result.report
-    lines += [
-        "",
-        "## Data checks",
-        "",
-        f"{report.rows_in} rows in, {report.rows_out} kept, {report.repaired} values repaired.",
-    ]
-    return "\n".join(lines) + "\n"
