@@ -67,6 +67,12 @@ class RegistryError(FrameworkError):
     exit_code = 5
 
 
+class ReproductionError(FrameworkError):
+    """task=reproduce did not rebuild the version identically (or its data changed)."""
+
+    exit_code = 8
+
+
 class ClusterError(FrameworkError):
     """The Ray cluster named or found cannot be joined (not there, other versions), or a
     submitted job could not run."""

@@ -280,6 +280,51 @@ def run_card(cfg: RootConfig, output_dir: Path, console: Console) -> int:
     return 0
 
 
+def run_reproduce(cfg: RootConfig, output_dir: Path, console: Console) -> int:
+    """Rebuild a version from its manifest; exit 0 when identical, 8 with the differences."""
+    from rich.table import Table
+
+    from framework.cluster import announce, ensure_ray
+    from framework.errors import ReproductionError
+    from framework.governance.reproduce import reproduce
+
+    console.print(
+        f"[bold]reproduce[/] {cfg.model_name} {cfg.version or cfg.serve.alias} from its manifest"
+    )
+    stages = Stages(console)
+    with stages.stage("join or start Ray"):
+        conn = ensure_ray(cfg.ray)
+    announce(console, conn)
+    found = reproduce(cfg, output_dir, stages)
+    table = Table(title=f"Test metrics of v{found.version.version}", title_justify="left")
+    for column in ("metric", "recorded", "rebuilt", "difference"):
+        table.add_column(column, justify="right" if column != "metric" else "left")
+    for name, (old, new) in found.metrics.items():
+        table.add_row(name, f"{old:.6f}", f"{new:.6f}", f"{abs(new - old):.2e}")
+    console.print(table)
+    console.print(
+        f"ONNX predictions on the test split: labels agree on {found.label_agreement:.2%}, "
+        f"scores differ by up to {found.max_score_diff:.2e}."
+    )
+    if found.packages:
+        console.print(
+            "Packages that differ from the build: "
+            + ", ".join(f"{k} {old} -> {new}" for k, (old, new) in found.packages.items()),
+            soft_wrap=True,
+        )
+    if found.code[0] != found.code[1]:
+        console.print(f"Code version: {found.code[0]} recorded, {found.code[1]} now.")
+    if found.identical:
+        console.print(f"[bold green]Reproduced[/] {found.version.name} v{found.version.version}.")
+        return 0
+    error = ReproductionError(
+        f"{found.version.name} v{found.version.version} was not reproduced: "
+        + "; ".join(found.differences)
+    )
+    console.print(f"[bold red]error:[/] {error.message}", soft_wrap=True, markup=True)
+    return error.exit_code
+
+
 TASKS: dict[str, Callable[[RootConfig, Path, Console], int]] = {
     "train": run_train,
     "registry": run_registry,
@@ -291,6 +336,7 @@ TASKS: dict[str, Callable[[RootConfig, Path, Console], int]] = {
     "rollback": run_rollback,
     "explain": run_explain,
     "card": run_card,
+    "reproduce": run_reproduce,
 }
 
 

@@ -18,6 +18,9 @@ PACKAGES = (
     "ray",
     "pydantic",
     "hydra-core",
+    "torch",
+    "shap",
+    "fairlearn",
 )
 
 

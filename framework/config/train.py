@@ -63,6 +63,12 @@ class TrainConfig(StrictModel):
     latency_runs: PositiveInt = Field(200, description="Single-row predictions timed.")
     parity: ParityConfig = Field(default_factory=ParityConfig)
     dry_run: bool = Field(False, description="Train, evaluate and check, but do not register.")
+    reproduce_tolerance: float = Field(
+        1e-6,
+        ge=0,
+        description="task=reproduce: largest difference of a metric or a predicted score that "
+        "still counts as the same.",
+    )
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     alias: Literal["auto", "champion", "challenger", "none"] = Field(
         "auto",
