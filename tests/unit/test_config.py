@@ -109,12 +109,12 @@ BAD = [
     (
         ["task=score"],
         "task: got 'score'; expected one of: train, registry, serve, build_serve_config, "
-        "api_key, monitor, promote, rollback",
+        "api_key, monitor, promote, rollback, explain, card, reproduce",
     ),
     (
         ["+trian.seed=1"],
-        "trian: unknown key; valid keys here: data, model, monitor, optimize, ray, security, "
-        "serve, store, task, train, tune, version; "
+        "trian: unknown key; valid keys here: card, data, explain, gates, model, monitor, "
+        "optimize, ray, security, serve, store, task, train, tune, version; "
         "did you mean 'train'?",
     ),
     (["data.noise.missing_rate=1.5"], "data.noise.missing_rate: got 1.5; expected a number < 1"),
