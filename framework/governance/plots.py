@@ -47,6 +47,7 @@ def roc_pr(y_true: np.ndarray, scores: np.ndarray, classes: list[str]) -> tuple[
     from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
 
     plt = _pyplot()
+    scores = np.clip(scores, 0.0, 1.0)  # float32 sums may pass 1 by an ulp
     shown = classes[1:] if len(classes) == 2 else classes
     roc_fig, roc_ax = plt.subplots(figsize=(4.5, 4))
     pr_fig, pr_ax = plt.subplots(figsize=(4.5, 4))
@@ -72,6 +73,7 @@ def calibration(y_true: np.ndarray, scores: np.ndarray, classes: list[str]) -> b
     from sklearn.calibration import calibration_curve
 
     plt = _pyplot()
+    scores = np.clip(scores, 0.0, 1.0)
     fig, ax = plt.subplots(figsize=(4.5, 4))
     shown = classes[1:] if len(classes) == 2 else classes
     for cls in shown:
