@@ -83,6 +83,22 @@ def explanation_files(
     return files, block
 
 
+def model_output_gap(pipeline: Any, found: Any, frame: pd.DataFrame) -> float:
+    """Largest difference between an exact explainer's output and the fitted pipeline's own
+    output in the same space (probabilities, decision values or predictions)."""
+    if not len(frame):
+        return 0.0
+    space = found.output_space
+    if space == "probability":
+        expected = np.asarray(pipeline.predict_proba(frame), dtype=np.float64)
+    elif space in ("log_odds", "logit"):
+        decision = np.asarray(pipeline.decision_function(frame), dtype=np.float64)
+        expected = np.stack([-decision, decision], 1) if decision.ndim == 1 else decision
+    else:
+        expected = np.asarray(pipeline.predict(frame), dtype=np.float64).reshape(len(frame), -1)
+    return float(np.max(np.abs(found.output - expected)))
+
+
 def tree_agreement(pipeline: Any, explain: Any, frame: pd.DataFrame, signature: Signature) -> float:
     """Largest difference between our tree attributions (ONNX features, array-only trees)
     and ``shap.TreeExplainer`` on the fitted scikit-learn model, per encoded feature summed

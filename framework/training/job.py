@@ -277,7 +277,7 @@ def explanation_block(
     """Explanation files and their manifest block; exact explainers are checked here:
     additivity against the served output, and TreeSHAP against shap on the fitted model."""
     from framework.explain.loader import ARRAYS, FEATURES, build_explainer
-    from framework.explain.register import explanation_files, tree_agreement
+    from framework.explain.register import explanation_files, model_output_gap, tree_agreement
 
     data = cfg.data
     numeric, categorical = data.numeric_features, data.categorical_features
@@ -302,10 +302,16 @@ def explanation_block(
     found = explainer(feeds_of(check, exported.signature))
     block["importance"] = found.importance()
     block["additivity_gap"] = found.additivity_gap()
+    if block["exact"]:
+        block["model_output_max_diff"] = model_output_gap(pipeline, found, check)
     if block["exact"] and block["method"] == "tree":
-        block["shap_agreement_max_diff"] = tree_agreement(
-            pipeline, explainer, check, exported.signature
-        )
+        try:
+            block["shap_agreement_max_diff"] = tree_agreement(
+                pipeline, explainer, check, exported.signature
+            )
+        except Exception as exc:  # shap's own TreeExplainer does not take every ensemble
+            block["shap_agreement_max_diff"] = None
+            block["shap_agreement_note"] = f"not compared: shap.TreeExplainer: {exc}"
     return files, block
 
 
