@@ -4,13 +4,18 @@ and reproduction of a version, as a user runs them."""
 from __future__ import annotations
 
 import json
+import signal
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import requests
 
+from framework.security.keys import add_key
 from framework.store.registry import ModelRegistry
-from tests.e2e.conftest import Runner
+from tests.e2e.conftest import Runner, cli_env, free_port
+from tests.processes import start_until
 
 pytestmark = pytest.mark.e2e
 
@@ -121,6 +126,37 @@ def test_default_experiment_explains_cards_and_reproduces(cli: Runner, tmp_path:
     assert (total - table["output.malignant"]).abs().max() < 1e-5
     report = (tmp_path / "explain_run" / "explanations.html").read_text()
     assert report.count("data:image/png;base64,") == 2
+
+    # the served route gives the same exact attributions as the batch task
+    key, _ = add_key(tmp_path / "api_keys.json", "client", ["predict"])
+    port = free_port()
+    argv = [sys.executable, "-m", "framework", "task=serve", f"serve.port={port}"]
+    proc, _ = start_until(argv, cwd=tmp_path, env=cli_env())
+    try:
+        records = pd.read_csv(tmp_path / "rows.csv").head(3)
+        body = records.astype(object).where(records.notna(), None).to_dict("records")
+        answer = requests.post(
+            f"http://127.0.0.1:{port}/v1/models/breast_cancer/explain",
+            json=body,
+            headers={"x-api-key": key},
+            timeout=60,
+        )
+        assert answer.status_code == 200, answer.text
+        served = answer.json()
+        assert (served["method"], served["exact"], served["output_space"]) == (
+            "tree",
+            True,
+            "probability",
+        )
+        for i, row in enumerate(served["explanations"]):
+            part = row["malignant"]
+            for column, value in part["attributions"].items():
+                assert abs(value - table[f"attribution.malignant.{column}"][i]) < 1e-9, column
+            total = part["base_value"] + sum(part["attributions"].values())
+            assert abs(total - part["output"]) < 1e-9
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(90)
 
     # reproduce: identical, then refused once the data it was trained on has changed
     same = cli("task=reproduce", "version=1")
