@@ -83,30 +83,26 @@ def reproduce(cfg: RootConfig, output_dir: Path, stages: Stages) -> Reproduction
         if not abs(old - new) <= tolerance:
             differences.append(f"test {name}: {new:.6g} now, {old:.6g} recorded")
     signature = Signature.from_dict(version.manifest["signature"])
-    served_now = result.exported.onnx_bytes
-    optimization = version.manifest.get("optimization")
-    if optimization and optimization.get("chosen") != optimization["parent"]["name"]:
-        differences.append(
-            "the registered model is an optimized variant; only the float parent is rebuilt"
-        )
-        theirs = OnnxPredictor(version.file("parent.onnx").read_bytes(), signature)
-    else:
-        theirs = OnnxPredictor(version.file("model.onnx").read_bytes(), signature)
-    ours = OnnxPredictor(served_now, result.exported.signature)
     assert result.test_frame is not None
     rows = result.test_frame[signature.numeric + signature.categorical]
-    a, b = theirs.predict_frame(rows), ours.predict_frame(rows)
-    agreement = float(np.mean(np.asarray(a.labels) == np.asarray(b.labels))) if len(rows) else 1.0
-    if a.scores is not None and b.scores is not None:
-        score_diff = float(np.max(np.abs(a.scores - b.scores))) if len(rows) else 0.0
-    else:
-        score_diff = float(
-            np.max(np.abs(np.asarray(a.labels, float) - np.asarray(b.labels, float)))
-        )
-    if agreement < 1.0:
-        differences.append(f"ONNX labels agree on {agreement:.2%} of the test split")
-    if not score_diff <= tolerance:
-        differences.append(f"ONNX scores differ by up to {score_diff:.3g} on the test split")
+    pairs = [("model.onnx", result.optimized or result.exported.onnx_bytes)]
+    if "parent.onnx" in version.manifest.get("files", {}):  # an optimized version: both files
+        pairs.append(("parent.onnx", result.exported.onnx_bytes))
+    agreement, score_diff = 1.0, 0.0
+    for name, rebuilt_bytes in pairs:
+        theirs = OnnxPredictor(version.file(name).read_bytes(), signature)
+        ours = OnnxPredictor(rebuilt_bytes, result.exported.signature)
+        a, b = theirs.predict_frame(rows), ours.predict_frame(rows)
+        agree = float(np.mean(np.asarray(a.labels) == np.asarray(b.labels))) if len(rows) else 1.0
+        if a.scores is not None and b.scores is not None:
+            diff = float(np.max(np.abs(a.scores - b.scores))) if len(rows) else 0.0
+        else:
+            diff = float(np.max(np.abs(np.asarray(a.labels, float) - np.asarray(b.labels, float))))
+        if agree < 1.0:
+            differences.append(f"{name}: labels agree on {agree:.2%} of the test split")
+        if not diff <= tolerance:
+            differences.append(f"{name}: scores differ by up to {diff:.3g} on the test split")
+        agreement, score_diff = min(agreement, agree), max(score_diff, diff)
     then = version.manifest.get("packages") or {}
     now = package_versions()
     packages = {

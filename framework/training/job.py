@@ -45,6 +45,8 @@ class TrainResult:
     test_frame: pd.DataFrame | None = None
     fairness: dict[str, Any] | None = None
     champion_gate: dict[str, Any] | None = None
+    #: The optimized variant's ONNX bytes, when one was chosen to be served.
+    optimized: bytes | None = None
     version: ModelVersion | None = None
     alias: str | None = None
     dashboard_url: str | None = None
@@ -192,6 +194,7 @@ def train(
         pipeline=pipeline,
         test_frame=parts.test,
         fairness=fairness,
+        optimized=None if optimization is None else optimization.chosen.onnx_bytes,
         dashboard_url=dashboard,
         output_dir=output_dir,
     )
