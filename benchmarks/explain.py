@@ -85,7 +85,7 @@ def main() -> None:
     rows = X.sample(n=min(args.rows, len(X)), random_state=1)
     theirs = shap.TreeExplainer(pipeline[-1])
     pre = pipeline[:-1]
-    ours_t, theirs_t, worst = [], [], 0.0
+    ours_t, theirs_t, bare_t, worst = [], [], [], 0.0
     for i in range(len(rows)):
         row = rows.iloc[[i]]
         feeds = feeds_of(row, signature)
@@ -95,15 +95,21 @@ def main() -> None:
         started = time.perf_counter()
         ref = theirs.shap_values(pre.transform(row))
         theirs_t.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        theirs.shap_values(pre.transform(row), check_additivity=False)
+        bare_t.append(time.perf_counter() - started)
         worst = max(worst, float(np.abs(np.moveaxis(np.asarray(ref), 2, 1) - mine.values).max()))
     o50, o99 = percentiles(ours_t)
     t50, t99 = percentiles(theirs_t)
+    b50, b99 = percentiles(bare_t)
     print(f"1. exact TreeSHAP, default random forest ({forest.n_estimators} trees), 1 row/call")
     print(f"   ours (ONNX inputs + array-only trees): p50 {o50:.2f} ms, p99 {o99:.2f} ms")
     print(f"   shap.TreeExplainer on scikit-learn:    p50 {t50:.2f} ms, p99 {t99:.2f} ms")
-    verdict = "met" if o50 <= 2 * t50 else "MISSED"
+    print(f"     the same, check_additivity=False:    p50 {b50:.2f} ms, p99 {b99:.2f} ms")
+    verdict = "met" if o50 <= 2 * b50 else "MISSED"
     print(
-        f"   ratio p50 {o50 / t50:.2f}x (target <= 2x: {verdict}); largest difference {worst:.2e}"
+        f"   ratio p50 {o50 / t50:.2f}x shap's default, {o50 / b50:.2f}x without its additivity "
+        f"check (target <= 2x: {verdict}); largest difference {worst:.2e}"
     )
 
     mlp = MLPClassifier(hidden_layer_sizes=(64, 64), max_iter=400, random_state=0)
