@@ -4,49 +4,23 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from framework.explain.attributions import Attributions
+from framework.governance.plots import importance, png, pyplot
 
 
-def figure_png(fig: object) -> str:
-    """A matplotlib figure as a base64 PNG (closed after)."""
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")  # type: ignore[attr-defined]
-    plt.close(fig)  # type: ignore[arg-type]
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def importance_chart(importance: dict[str, float], title: str, top: int = 20) -> object:
-    """Horizontal bars of mean |attribution|, largest on top."""
-    plt = _pyplot()
-    ranked = sorted(importance.items(), key=lambda kv: kv[1])[-top:]
-    fig, ax = plt.subplots(figsize=(7, 0.3 * len(ranked) + 1.2))
-    ax.barh([k for k, _ in ranked], [v for _, v in ranked], color="#1f77b4")
-    ax.set_xlabel("mean |attribution|")
-    ax.set_title(title)
-    return fig
+def _data_uri(image: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(image).decode("ascii")
 
 
 def beeswarm(found: Attributions, output: int, frame: pd.DataFrame, rows: int, top: int = 15):
     """Per column, each row's attribution as a dot, coloured by the column's value (low blue,
     high red; categories grey), jittered vertically: a beeswarm-like summary."""
-    plt = _pyplot()
+    plt = pyplot()
     rng = np.random.default_rng(0)
     take = rng.choice(found.rows, size=min(rows, found.rows), replace=False)
     values = found.values[take, output, :]
@@ -89,13 +63,13 @@ def write_report(
     ]
     imp = found.importance()
     parts.append(
-        f'<img alt="global importance" src="data:image/png;base64,'
-        f'{figure_png(importance_chart(imp, "Global importance (all outputs)"))}">'
+        f'<img alt="global importance" '
+        f'src="{_data_uri(importance(imp, "Global importance (all outputs)"))}">'
     )
     if found.rows:
         parts.append(
-            f'<img alt="attributions per column" src="data:image/png;base64,'
-            f'{figure_png(beeswarm(found, output, frame.reset_index(drop=True), rows))}">'
+            f'<img alt="attributions per column" '
+            f'src="{_data_uri(png(beeswarm(found, output, frame.reset_index(drop=True), rows)))}">'
         )
     table = "".join(
         f"<tr><td>{html.escape(k)}</td><td>{v:.5f}</td></tr>"

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -18,7 +18,7 @@ def _pyplot() -> Any:
 
 
 def png(fig: Any) -> bytes:
-    plt = _pyplot()
+    plt = pyplot()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
@@ -26,7 +26,7 @@ def png(fig: Any) -> bytes:
 
 
 def confusion(matrix: list[list[int]], classes: list[str]) -> bytes:
-    plt = _pyplot()
+    plt = pyplot()
     values = np.asarray(matrix)
     fig, ax = plt.subplots(figsize=(4 + 0.3 * len(classes), 3.5 + 0.3 * len(classes)))
     ax.imshow(values, cmap="Blues")
@@ -46,7 +46,7 @@ def roc_pr(y_true: np.ndarray, scores: np.ndarray, classes: list[str]) -> tuple[
     """ROC and precision-recall curves, one per class (one-vs-rest; one for two classes)."""
     from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
 
-    plt = _pyplot()
+    plt = pyplot()
     scores = np.clip(scores, 0.0, 1.0)  # float32 sums may pass 1 by an ulp
     shown = classes[1:] if len(classes) == 2 else classes
     roc_fig, roc_ax = plt.subplots(figsize=(4.5, 4))
@@ -72,7 +72,7 @@ def roc_pr(y_true: np.ndarray, scores: np.ndarray, classes: list[str]) -> tuple[
 def calibration(y_true: np.ndarray, scores: np.ndarray, classes: list[str]) -> bytes:
     from sklearn.calibration import calibration_curve
 
-    plt = _pyplot()
+    plt = pyplot()
     scores = np.clip(scores, 0.0, 1.0)
     fig, ax = plt.subplots(figsize=(4.5, 4))
     shown = classes[1:] if len(classes) == 2 else classes
@@ -90,7 +90,7 @@ def calibration(y_true: np.ndarray, scores: np.ndarray, classes: list[str]) -> b
 
 
 def regression_fit(y_true: np.ndarray, y_pred: np.ndarray) -> bytes:
-    plt = _pyplot()
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 4))
     left.scatter(y_true, y_pred, s=8, alpha=0.6)
     low, high = float(np.min(y_true)), float(np.max(y_true))
@@ -102,7 +102,7 @@ def regression_fit(y_true: np.ndarray, y_pred: np.ndarray) -> bytes:
 
 
 def importance(values: dict[str, float], title: str, top: int = 20) -> bytes:
-    plt = _pyplot()
+    plt = pyplot()
     ranked = sorted(values.items(), key=lambda kv: kv[1])[-top:]
     fig, ax = plt.subplots(figsize=(6.5, 0.3 * len(ranked) + 1.2))
     ax.barh([k for k, _ in ranked], [v for _, v in ranked])
@@ -113,7 +113,7 @@ def importance(values: dict[str, float], title: str, top: int = 20) -> bytes:
 
 def groups(figures: dict[str, dict[str, dict[str, float]]], metric: str) -> bytes:
     """One panel per sensitive column: the metric of each group, with its row count."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(figures), figsize=(4.5 * len(figures), 3.5), squeeze=False)
     for ax, (column, by_group) in zip(axes[0], figures.items(), strict=True):
         names = list(by_group)
