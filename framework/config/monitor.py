@@ -46,6 +46,20 @@ class DriftConfig(StrictModel):
         0.02, description="Smallest population stability index that counts as drift."
     )
     psi_bins: PositiveInt = Field(10, ge=2, description="Quantile bins of the reference for PSI.")
+    min_missing_change: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Smallest change of a feature's missing share (against the reference) that "
+        "counts as drift, when a test of the two shares also rejects at alpha.",
+    )
+    max_repaired_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="task=monitor: a feature whose values the data checks repaired (set "
+        "missing) for more than this share of rows is flagged, with the checks' reason.",
+    )
     max_drifted_share: float = Field(
         0.0,
         ge=0,

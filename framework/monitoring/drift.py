@@ -50,6 +50,18 @@ class FeatureDrift:
     bins: list[str] = field(default_factory=list)
     reference: list[float] = field(default_factory=list)
     current: list[float] = field(default_factory=list)
+    #: The missing-share test: p-value (corrected) and whether the share moved.
+    missing_p_value: float = float("nan")
+    missing_drifted: bool = False
+    #: ok | drifted | untestable (a statistic could not be computed; never read as ok)
+    status: str = "ok"
+    reason: str | None = None
+
+    def flag(self, reason: str) -> None:
+        """Mark the feature drifted for ``reason`` (kept with any reason found before)."""
+        self.drifted = True
+        self.status = "drifted"
+        self.reason = reason if not self.reason else f"{reason}; {self.reason}"
 
 
 @dataclass
@@ -70,9 +82,19 @@ class DriftReport:
     def drifted(self) -> list[str]:
         return [f.name for f in self.features if f.drifted]
 
+    @property
+    def untestable(self) -> list[str]:
+        return [f.name for f in self.features if f.status == "untestable"]
+
+    def recount(self, max_drifted_share: float) -> None:
+        """Set ``drift`` again after features were flagged from outside the detector."""
+        share = len(self.drifted) / len(self.features) if self.features else 0.0
+        self.drift = bool(self.drifted) and share > max_drifted_share
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["drifted"] = self.drifted
+        out["untestable"] = self.untestable
         return out
 
 
@@ -118,8 +140,11 @@ class _NumericReference:
         values = values.astype(np.float64)
         self.missing_rate = float(np.isnan(values).mean()) if values.size else 0.0
         self.sorted = np.sort(values[~np.isnan(values)])
-        quantiles = np.quantile(self.sorted, np.linspace(0, 1, bins + 1)[1:-1])
-        self.edges = np.unique(quantiles)
+        if self.sorted.size:
+            quantiles = np.quantile(self.sorted, np.linspace(0, 1, bins + 1)[1:-1])
+            self.edges = np.unique(quantiles)
+        else:  # no value in the reference: nothing to bin (its tests are untestable)
+            self.edges = np.zeros(0)
         self.proportions = self._proportions(self.sorted)
 
     def _proportions(self, values: np.ndarray) -> np.ndarray:
@@ -190,6 +215,7 @@ class DriftDetector:
             else:
                 self.numeric[name] = _NumericReference(values, config.psi_bins)
         self.reference_rows = max((len(v) for v in features.values()), default=0)
+        self.reference_counts = {name: len(values) for name, values in features.items()}
         self.target: _NumericReference | _CategoricalReference | None = None
         if target is not None:
             values = target[1]
@@ -212,7 +238,8 @@ class DriftDetector:
         present = values[~missing] if missing.any() else values
         test = self.config.numeric_test
         if present.size == 0 or ref.sorted.size == 0:
-            return _untested(name, "numeric", test, len(values), ref.missing_rate)
+            rate = float(missing.mean()) if len(values) else 0.0
+            return _untested(name, "numeric", test, len(values), ref.missing_rate, rate)
         statistic, p_value = self.numeric_test.test(ref.sorted, present)
         current = ref._proportions(present)
         return FeatureDrift(
@@ -239,7 +266,8 @@ class DriftDetector:
         present = values[~missing].astype(str)
         test = self.config.categorical_test
         if present.size == 0 or not ref.categories:
-            return _untested(name, "categorical", test, len(values), ref.missing_rate)
+            rate = float(missing.mean()) if len(values) else 0.0
+            return _untested(name, "categorical", test, len(values), ref.missing_rate, rate)
         cats, counts = np.unique(present, return_counts=True)
         seen = dict(zip(cats.tolist(), counts.tolist(), strict=True))
         names = list(ref.categories) + sorted(set(seen) - set(ref.categories))
@@ -275,6 +303,41 @@ class DriftDetector:
             return self._numeric(name, self.numeric[name], values)
         return self._categorical(name, self.categorical[name], values)
 
+    def _missing_shares(self, results: list[FeatureDrift]) -> None:
+        """The missing share of each feature against the reference's: a drift test of its
+        own (a chi-square test of the two shares, corrected like the others, and a change of
+        at least ``min_missing_change``). A feature with nothing to test is ``untestable``."""
+        from scipy.stats import chi2_contingency
+
+        config = self.config
+        p_values = []
+        for r in results:
+            ref_rows = self.reference_counts.get(r.name, 0)
+            ref_missing = round(r.reference_missing_rate * ref_rows)
+            cur_missing = round(r.missing_rate * r.rows)
+            table = np.array(
+                [[ref_missing, ref_rows - ref_missing], [cur_missing, r.rows - cur_missing]],
+                dtype=np.float64,
+            )
+            if r.rows == 0 or ref_rows == 0 or (table.sum(axis=0) == 0).any():
+                p_values.append(1.0)  # the same share (all present or all missing) in both
+            else:
+                p_values.append(float(chi2_contingency(table)[1]))
+        for r, adjusted in zip(results, adjust(p_values, config.correction), strict=True):
+            r.missing_p_value = float(adjusted)
+            change = r.missing_rate - r.reference_missing_rate
+            if adjusted < config.alpha and abs(change) >= config.min_missing_change:
+                r.missing_drifted = True
+                r.flag(
+                    f"missing share {r.missing_rate:.2f} against {r.reference_missing_rate:.2f} "
+                    "in the reference"
+                )
+            if math.isnan(r.p_value) and not r.drifted:
+                r.status = "untestable"
+                r.reason = (
+                    "no value present to test" if r.rows else "no rows"
+                ) + " (the distribution test cannot be computed)"
+
     def check(
         self, current: dict[str, np.ndarray], prediction: np.ndarray | None = None
     ) -> DriftReport:
@@ -289,6 +352,9 @@ class DriftDetector:
         ):
             result.p_adjusted = float(adjusted)
             result.drifted = adjusted < config.alpha and result.psi >= config.min_psi
+            if result.drifted:
+                result.status = "drifted"
+        self._missing_shares(results)
         pred = None
         if prediction is not None and self.target is not None and config.include_prediction:
             name = "prediction"
@@ -312,7 +378,9 @@ class DriftDetector:
         )
 
 
-def _untested(name: str, kind: str, test: str, rows: int, ref_missing: float) -> FeatureDrift:
+def _untested(
+    name: str, kind: str, test: str, rows: int, ref_missing: float, missing: float
+) -> FeatureDrift:
     return FeatureDrift(
         name=name,
         kind=kind,
@@ -323,6 +391,7 @@ def _untested(name: str, kind: str, test: str, rows: int, ref_missing: float) ->
         psi=float("nan"),
         drifted=False,
         rows=rows,
-        missing_rate=1.0,
+        missing_rate=missing,
         reference_missing_rate=ref_missing,
+        status="untestable",
     )

@@ -15,11 +15,11 @@ from framework import registry
 from framework.config import RootConfig
 from framework.config.monitor import DriftConfig
 from framework.data.noise import inject_noise
-from framework.data.validation import validate_frame
+from framework.data.validation import ValidationReport, validate_frame
 from framework.errors import FrameworkError, RegistryError
 from framework.export.onnx import Signature
 from framework.export.predictor import OnnxPredictor
-from framework.monitoring.drift import DriftDetector, DriftReport
+from framework.monitoring.drift import DriftDetector, DriftReport, FeatureDrift
 from framework.monitoring.report import write_report
 from framework.store.registry import ModelRegistry, ModelVersion
 
@@ -51,7 +51,7 @@ def detector_for(version: ModelVersion, config: DriftConfig) -> DriftDetector:
     return DriftDetector.from_bytes(path.read_bytes(), config, categorical)
 
 
-def load_new_data(cfg: RootConfig) -> tuple[pd.DataFrame, str]:
+def load_new_data(cfg: RootConfig) -> tuple[pd.DataFrame, str, ValidationReport]:
     """The rows to check: ``monitor.data_path``, or the data/ source after its noise block."""
     data = cfg.data
     path = cfg.monitor.data_path
@@ -68,8 +68,29 @@ def load_new_data(cfg: RootConfig) -> tuple[pd.DataFrame, str]:
             raw, _ = inject_noise(raw, data)
             origin += " (after the noise simulator)"
     columns = {n: s for n, s in data.columns.items() if n in raw.columns or n != data.target}
-    frame, _ = validate_frame(raw, columns, data.checks)
-    return frame, origin
+    frame, report = validate_frame(raw, columns, data.checks)
+    return frame, origin, report
+
+
+def flag_repaired(
+    report: DriftReport, checks: ValidationReport, rows: int, max_share: float
+) -> None:
+    """A feature the data checks emptied or mostly repaired is drifted, with their reason:
+    its values were set missing before any test saw them."""
+    repaired: dict[str, list[tuple[str, int]]] = {}
+    for failure in checks.failures:
+        if failure.action.startswith("repair"):
+            repaired.setdefault(failure.column, []).append((failure.kind, failure.count))
+    for feature in report.features:
+        found = repaired.get(feature.name)
+        if not found or not rows:
+            continue
+        count = sum(n for _, n in found)
+        if count / rows > max_share:
+            kinds = ", ".join(f"{kind} ({n})" for kind, n in found)
+            feature.flag(
+                f"the data checks repaired {count} of {rows} values ({count / rows:.0%}): {kinds}"
+            )
 
 
 def monitor_batch(cfg: RootConfig, output_dir: Path) -> MonitorResult:
@@ -77,7 +98,7 @@ def monitor_batch(cfg: RootConfig, output_dir: Path) -> MonitorResult:
     version = store.resolve(cfg.model_name, cfg.serve.alias)
     version.verify()
     detector = detector_for(version, cfg.monitor.drift)
-    frame, origin = load_new_data(cfg)
+    frame, origin, checks = load_new_data(cfg)
     signature = Signature.from_dict(version.manifest["signature"])
     predictor = OnnxPredictor(version.file("model.onnx").read_bytes(), signature)
     prediction = predictor.predict_frame(frame).labels
@@ -91,6 +112,8 @@ def monitor_batch(cfg: RootConfig, output_dir: Path) -> MonitorResult:
         else:
             current[name] = column.astype(object).where(column.notna(), None).to_numpy()
     report = detector.check(current, prediction)
+    flag_repaired(report, checks, len(frame), cfg.monitor.drift.max_repaired_share)
+    report.recount(cfg.monitor.drift.max_drifted_share)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     context = {
         "model": version.name,
@@ -107,6 +130,12 @@ def monitor_batch(cfg: RootConfig, output_dir: Path) -> MonitorResult:
     return MonitorResult(version, report, json_path, html_path)
 
 
+def _verdict(f: FeatureDrift) -> str:
+    if f.drifted:
+        return "[red]drifted[/]"
+    return "[yellow]untestable[/]" if f.status == "untestable" else "ok"
+
+
 def print_result(console: Console, result: MonitorResult) -> None:
     report = result.report
     table = Table(title=f"drift of {result.version.name} v{result.version.version} inputs")
@@ -120,11 +149,19 @@ def print_result(console: Console, result: MonitorResult) -> None:
             f"{f.statistic:.4f}",
             f"{f.p_adjusted:.2e}",
             f"{f.psi:.4f}",
-            "[red]drifted[/]" if f.drifted else "ok",
+            _verdict(f),
         )
     console.print(table)
     drifted = ", ".join(report.drifted) or "none"
     console.print(f"Drifted features ({len(report.drifted)}/{len(report.features)}): {drifted}")
+    for f in shown:
+        if f.reason:
+            console.print(f"  {f.name}: {f.reason}", markup=False, soft_wrap=True)
+    if report.untestable:
+        console.print(
+            "[yellow]Untestable[/] (no statistic could be computed): "
+            + ", ".join(report.untestable)
+        )
     console.print(f"Report: {result.json_path}\n        {result.html_path}")
     if report.drift:
         console.print(f"[bold red]DRIFT[/]: exit status {DRIFT_EXIT}")

@@ -63,7 +63,14 @@ def render_html(report: DriftReport, context: dict[str, Any]) -> str:
     if report.prediction is not None:
         features.append(report.prediction)
     for f in features:
-        flag = "<b style='color:#c0392b'>drifted</b>" if f.drifted else "ok"
+        if f.drifted:
+            flag = "<b style='color:#c0392b'>drifted</b>"
+        elif f.status == "untestable":
+            flag = "<b style='color:#b9770e'>untestable</b>"
+        else:
+            flag = "ok"
+        if f.reason:
+            flag += f"<br><small>{html.escape(f.reason)}</small>"
         rows.append(
             "<tr>"
             f"<td>{html.escape(f.name)}</td><td>{f.kind}</td><td>{f.test}</td>"

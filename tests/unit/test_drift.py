@@ -128,3 +128,52 @@ def test_drift_tests_are_plugins_and_a_wrong_name_is_named() -> None:
     report = DriftDetector(reference, None, config, categorical={"c"}).check(current)
     assert report.drifted == ["x"]
     assert [f.test for f in report.features] == ["cramervonmises", "g_test"]
+
+
+def test_a_feature_gone_missing_is_drift_by_its_missing_share() -> None:
+    reference = _data(5_000, 0.0, columns=3, shifted=0, seed=1)
+    reference["f2"][:100] = np.nan  # 2% missing in the reference
+    current = _data(2_000, 0.0, columns=3, shifted=0, seed=2)
+    current["f0"][:] = np.nan  # gone
+    current["f2"][:100] = np.nan  # 5%: a change under min_missing_change (0.1)
+    report = DriftDetector(reference, None, DriftConfig()).check(current)
+    gone = report.features[0]
+    assert gone.drifted and gone.missing_drifted and gone.status == "drifted"
+    assert gone.reason == "missing share 1.00 against 0.00 in the reference"
+    assert report.drifted == ["f0"] and report.drift
+    assert report.features[2].status == "ok" and not report.features[2].missing_drifted
+
+
+def test_a_statistic_that_cannot_be_computed_is_untestable_never_ok() -> None:
+    reference = _data(2_000, 0.0, columns=2, shifted=0, seed=1)
+    reference["f1"][:] = np.nan  # nothing to compare against
+    current = _data(500, 0.0, columns=2, shifted=0, seed=2)
+    current["f1"][:] = np.nan
+    report = DriftDetector(reference, None, DriftConfig()).check(current)
+    untestable = report.features[1]
+    assert untestable.status == "untestable" and not untestable.drifted
+    assert "cannot be computed" in (untestable.reason or "")
+    assert report.untestable == ["f1"] and report.to_dict()["untestable"] == ["f1"]
+
+
+def test_a_column_the_checks_emptied_is_flagged_with_their_reason() -> None:
+    from framework.data.validation import Failure, ValidationReport
+    from framework.monitoring.job import flag_repaired
+
+    reference = _data(2_000, 0.0, columns=2, shifted=0, seed=1)
+    current = _data(400, 0.0, columns=2, shifted=0, seed=2)
+    report = DriftDetector(reference, None, DriftConfig()).check(current)
+    assert not report.drift
+    checks = ValidationReport(
+        rows_in=400,
+        failures=[
+            Failure("f1", "type", 380, "repair:missing", []),
+            Failure("f0", "outlier_iqr", 390, "flag", []),  # flagged, not repaired: no change
+        ],
+    )
+    flag_repaired(report, checks, 400, 0.5)
+    report.recount(0.0)
+    assert report.drifted == ["f1"] and report.drift
+    assert report.features[1].reason == (
+        "the data checks repaired 380 of 400 values (95%): type (380)"
+    )
