@@ -61,11 +61,11 @@ def champion_gate(
     target: str,
     sensitive: list[str],
     min_group_rows: int,
-    latency_of: Any,
+    paired_latency: Any,
 ) -> dict[str, Any]:
     """The comparison's figures and ``reasons`` (empty: the new version may be challenger).
 
-    ``latency_of(predictor)`` measures a single-row p50 in microseconds."""
+    ``paired_latency(a, b)`` measures both predictors' single-row p50 in microseconds."""
     theirs = Signature.from_dict(champion.manifest["signature"])
     out: dict[str, Any] = {"champion": champion.version, "reasons": []}
     if (theirs.numeric, theirs.categorical, theirs.task, list(theirs.classes)) != (
@@ -96,9 +96,9 @@ def champion_gate(
     new_q, old_q = _main(task, y, ours_p, classes), _main(task, y, theirs_p, classes)
     new_w = _worst_group(task, y, ours_p, classes, groups, min_group_rows)
     old_w = _worst_group(task, y, theirs_p, classes, groups, min_group_rows)
-    # Both measured now, the same way, one after the other: figures from another run (or a
-    # busier machine) would not compare.
-    latency_p50_us, old_latency = latency_of(mine), latency_of(other)
+    # Both measured now, call by call in turn, so that a busy moment of the machine (a
+    # serving app beside it, say) weighs on both alike.
+    latency_p50_us, old_latency = paired_latency(mine, other)
     metric = "f1_macro" if task == "classification" else "rmse"
     out.update(
         metric=metric,

@@ -107,8 +107,8 @@ class RetrainLoop:
             self.store.record(self.name, "retrain_timeout", ACTOR, job_id=job.job_id)
             return  # the next tick sees it STOPPED
         if status in ENDED:
-            self.job = None
-            job.cleanup()
+            # audited before the loop says it is done: whoever sees `retraining: false`
+            # finds the entry
             self.store.record(
                 self.name,
                 "retrain_done",
@@ -117,6 +117,8 @@ class RetrainLoop:
                 status=status,
                 exit_status=job.exit_status(),
             )
+            job.cleanup()
+            self.job = None
 
     def _start(self, reason: str) -> None:
         overrides = self.overrides()
