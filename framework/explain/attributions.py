@@ -61,17 +61,20 @@ class Attributions:
             out.append(per_output)
         return out
 
-    def concat(self, other: Attributions) -> Attributions:
+    @staticmethod
+    def concat(parts: list[Attributions]) -> Attributions:
+        """One batch of several (explained by the same explainer), copied once."""
+        first = parts[0]
         return Attributions(
-            self.method,
-            self.output_space,
-            self.outputs,
-            self.columns,
-            np.concatenate([self.values, other.values]),
-            np.concatenate([self.base, other.base]),
-            np.concatenate([self.output, other.output]),
-            self.additive,
-            self.notes,
+            first.method,
+            first.output_space,
+            first.outputs,
+            first.columns,
+            np.concatenate([p.values for p in parts]),
+            np.concatenate([p.base for p in parts]),
+            np.concatenate([p.output for p in parts]),
+            first.additive,
+            first.notes,
         )
 
     def importance(self) -> dict[str, float]:

@@ -94,6 +94,8 @@ def explain_file(cfg: RootConfig, output_dir: Path) -> ExplainResult:
             path="explain.input",
         )
     ids = [n for n, spec in version.manifest.get("schema", {}).items() if spec.get("role") == "id"]
+    if raw.empty:
+        raise FrameworkError(f"{settings.input} holds no rows to explain", path="explain.input")
     frame = model_input(raw, signature.numeric, signature.categorical)
     predictor = OnnxPredictor(version.file("model.onnx").read_bytes(), signature)
     explainer = load_explainer(version, predictor, settings.method, settings.samples)
@@ -104,9 +106,7 @@ def explain_file(cfg: RootConfig, output_dir: Path) -> ExplainResult:
             explainer(feeds_of(frame.iloc[start : start + settings.batch_rows], signature))
         )
     seconds = time.perf_counter() - started
-    found = parts[0]
-    for part in parts[1:]:
-        found = found.concat(part)
+    found = Attributions.concat(parts)
     out = Path(settings.output) if settings.output else output_dir / "explanations.parquet"
     out.parent.mkdir(parents=True, exist_ok=True)
     id_frame = raw[[c for c in ids if c in raw.columns]].reset_index(drop=True)

@@ -228,9 +228,7 @@ def train(
             if not champion_check["passed"]:
                 alias = None
         files = {
-            "model.onnx": exported.onnx_bytes
-            if optimization is None
-            else optimization.chosen.onnx_bytes,
+            "model.onnx": served_bytes,
             "profile.json": json.dumps(
                 reference_profile(parts.train, data, task), indent=2
             ).encode(),
@@ -247,12 +245,11 @@ def train(
         if optimization is not None:
             files["parent.onnx"] = exported.onnx_bytes  # the float parent, kept for audit
             manifest["optimization"] = optimization.to_dict_summary()
-        served = files["model.onnx"]
         explain_files, manifest["explain"] = explanation_block(
-            cfg, pipeline, exported, served, parts.train, parts.test
+            cfg, pipeline, exported, served_bytes, parts.train, parts.test
         )
         files.update(explain_files)
-        files.update(card_files(cfg, store, served, exported, parts.test, manifest, files))
+        files.update(card_files(cfg, store, served_bytes, exported, parts.test, manifest, files))
         result.version = store.register(name, files, manifest, alias=alias)
         result.alias = alias
         result.champion_gate = champion_check
@@ -367,8 +364,7 @@ def _alias_for(choice: str, aliases: dict[str, int]) -> str | None:
 
 def single_row_latency(predictor: OnnxPredictor, rows: pd.DataFrame, runs: int) -> dict[str, float]:
     """p50/p99 microseconds of one-row predictions from JSON-like records."""
-    sample = rows.head(64)
-    records_list = sample.astype(object).where(sample.notna(), None).to_dict("records") or [{}]
+    records_list = _latency_records(rows)
     timings = []
     for i in range(runs + 10):
         record = records_list[i % len(records_list)]
@@ -379,12 +375,17 @@ def single_row_latency(predictor: OnnxPredictor, rows: pd.DataFrame, runs: int) 
     return {"p50": float(np.percentile(measured, 50)), "p99": float(np.percentile(measured, 99))}
 
 
+def _latency_records(rows: pd.DataFrame) -> list[dict[str, Any]]:
+    """Up to 64 rows as JSON-like records (missing values as None), as requests carry them."""
+    sample = rows.head(64)
+    return sample.astype(object).where(sample.notna(), None).to_dict("records") or [{}]
+
+
 def paired_latency(
     a: OnnxPredictor, b: OnnxPredictor, rows: pd.DataFrame, runs: int
 ) -> tuple[float, float]:
     """Single-row p50 microseconds of two predictors, timed call by call in turn."""
-    sample = rows.head(64)
-    records_list = sample.astype(object).where(sample.notna(), None).to_dict("records") or [{}]
+    records_list = _latency_records(rows)
     timings: tuple[list[int], list[int]] = ([], [])
     for i in range(runs + 10):
         record = [records_list[i % len(records_list)]]
