@@ -325,6 +325,26 @@ def run_reproduce(cfg: RootConfig, output_dir: Path, console: Console) -> int:
     return error.exit_code
 
 
+def run_update(cfg: RootConfig, output_dir: Path, console: Console) -> int:
+    """Continue a registered version on new data; register the result (``parent: N``)."""
+    from framework.cluster import announce, ensure_ray
+
+    console.print(
+        f"[bold]update[/] {cfg.model_name} v{cfg.version} on {cfg.data.name} -> registry "
+        f"{cfg.store.path}"
+    )
+    stages = Stages(console)
+    with stages.stage("join or start Ray"):
+        conn = ensure_ray(cfg.ray)
+    announce(console, conn)
+    from framework.summary import print_train_summary
+    from framework.training.update import update
+
+    result = update(cfg, output_dir, stages)
+    print_train_summary(console, result)
+    return 0
+
+
 TASKS: dict[str, Callable[[RootConfig, Path, Console], int]] = {
     "train": run_train,
     "registry": run_registry,
@@ -337,6 +357,7 @@ TASKS: dict[str, Callable[[RootConfig, Path, Console], int]] = {
     "explain": run_explain,
     "card": run_card,
     "reproduce": run_reproduce,
+    "update": run_update,
 }
 
 

@@ -104,6 +104,14 @@ def print_train_summary(console: Console, result: TrainResult) -> None:
             "by the fitted imputation"
         )
     console.print(f"  splits: {result.splits}; data fingerprint {result.fingerprint[:16]}")
+    if result.stream is not None:
+        info = result.stream
+        console.print(
+            f"  streamed: {info['chunks']} chunks of {info['chunk_rows']:,} rows x "
+            f"{info['epochs']} epoch(s); samples kept {info['samples']}; peak memory "
+            f"{info['peak_rss_mb']['scan']:.0f} MiB (scan), {info['peak_rss_mb']['fit']:.0f} MiB "
+            "(fit)"
+        )
     console.print(metrics_table(result.evaluation))
     confusion = confusion_table(result.evaluation)
     if confusion is not None:

@@ -62,6 +62,9 @@ Task = Literal[
     "explain",
     "card",
     "reproduce",
+    "update",
+    "score",
+    "init",
 ]
 
 
@@ -71,7 +74,8 @@ class RootConfig(StrictModel):
     task: Task = Field("train", description="What to run.")
     version: PositiveInt | None = Field(
         None,
-        description="Model version (task=registry, promote, rollback, explain, card, reproduce).",
+        description="Model version (task=registry, promote, rollback, explain, card, reproduce, "
+        "update, score).",
     )
     data: DataConfig
     model: ModelConfig

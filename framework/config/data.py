@@ -189,6 +189,28 @@ class SourceConfig(PluginConfig):
     """Base for source plugin configs."""
 
     limit_rows: NonNegativeInt | None = Field(None, description="Read at most this many rows.")
+    chunk_rows: PositiveInt | None = Field(
+        None,
+        description="Read and check the data in chunks of this many rows, never all at once: "
+        "training then streams over the chunks (a model with partial_fit) and keeps only "
+        "bounded samples (data.stream). Unset: the whole table is loaded.",
+    )
+
+
+class StreamConfig(StrictModel):
+    """Bounded samples kept while training streams over chunks (``source.chunk_rows`` set)."""
+
+    sample_rows: PositiveInt = Field(
+        100_000,
+        description="Uniform sample of training rows (reservoir) the cleaning statistics "
+        "(imputation, clipping fences, scaling, encoding), the reference profile's quantiles "
+        "and the drift reference are fitted on.",
+    )
+    holdout_rows: PositiveInt = Field(
+        50_000,
+        description="At most this many validation and test rows each (uniform samples) are "
+        "kept for evaluation and the gates.",
+    )
 
 
 class DataConfig(StrictModel):
@@ -204,6 +226,7 @@ class DataConfig(StrictModel):
     noise: NoiseConfig = Field(default_factory=NoiseConfig)
     balance: BalanceConfig = Field(default_factory=BalanceConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
+    stream: StreamConfig = Field(default_factory=StreamConfig)
 
     @model_validator(mode="after")
     def _roles(self) -> DataConfig:

@@ -24,7 +24,7 @@ from framework.config.train import TrainConfig
 from framework.config.tune import TuneConfig
 
 NODE_NAME = "framework_defaults"
-_DATA_BLOCKS = ("checks", "cleaning", "noise", "balance", "split")
+_DATA_BLOCKS = ("checks", "cleaning", "noise", "balance", "split", "stream")
 
 
 def defaults_node() -> dict[str, Any]:
@@ -34,6 +34,8 @@ def defaults_node() -> dict[str, Any]:
         factory = DataConfig.model_fields[block].default_factory
         assert factory is not None
         data[block] = factory().model_dump(mode="json")  # type: ignore[call-arg]
+    # the fields every source plugin has, so `data.source.chunk_rows=N` works on any of them
+    data["source"] = {"limit_rows": None, "chunk_rows": None}
     return {
         "task": "train",
         "version": None,

@@ -183,6 +183,11 @@ class RetrainConfig(StrictModel):
     min_accuracy: float | None = Field(
         None, ge=0, le=1, description="Live champion accuracy under this starts a run."
     )
+    mode: Literal["retrain", "update"] = Field(
+        "retrain",
+        description="retrain: train a new version from scratch (task=train); update: continue "
+        "the champion on the declared data (task=update, models with partial_fit).",
+    )
     overrides: list[str] = Field(
         default_factory=list,
         description="Hydra overrides of the training run (the declared data, e.g. "

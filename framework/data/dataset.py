@@ -23,11 +23,14 @@ class Dataset:
     config: DataConfig
     report: ValidationReport
     noise: NoiseReport | None = None
+    #: Set when the rows were streamed in chunks: ``frame`` is then only a sample and the
+    #: fingerprint was computed chunk by chunk over every row.
+    digest: str | None = None
 
     @property
     def fingerprint(self) -> str:
         """sha256 over the content of every row and the declared schema."""
-        return fingerprint(self.frame, self.config)
+        return self.digest or fingerprint(self.frame, self.config)
 
 
 @dataclass
@@ -37,8 +40,12 @@ class Splits:
     train: pd.DataFrame
     validation: pd.DataFrame
     test: pd.DataFrame
+    #: Rows per split when the parts are samples of larger streamed splits.
+    counts: dict[str, int] | None = None
 
     def sizes(self) -> dict[str, int]:
+        if self.counts is not None:
+            return dict(self.counts)
         return {
             "train": len(self.train),
             "validation": len(self.validation),

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from framework.config.data import ChecksConfig, ColumnSpec
+from framework.data.files import ERROR, FILE, META, ROW
 from framework.errors import DataValidationError
 
 _TRUE = {"true", "1", "yes", "y", "t"}
@@ -52,8 +53,45 @@ class ValidationReport:
     def repaired(self) -> int:
         return sum(f.count for f in self.failures if f.action.startswith("repair"))
 
+    def raise_if_failed(self) -> None:
+        """The error ``validate_frame`` raises for a whole frame, for merged chunk reports."""
+        if self.failed:
+            lines = [f"{f.column}: {f.count} row(s) failed '{f.kind}'" for f in self.failed]
+            error = DataValidationError(
+                "data checks with policy 'fail' found problems:\n"
+                + "\n".join(f"  - {x}" for x in lines),
+                path="data.checks",
+                hint="fix the data, or declare policy 'drop' or 'repair' for these checks",
+            )
+            error.report = self  # type: ignore[attr-defined]
+            raise error
+        if self.rows_out == 0:
+            raise DataValidationError("no rows left after the data checks", path="data.checks")
+
     def failures_of(self, column: str, kind: str | None = None) -> list[Failure]:
         return [f for f in self.failures if f.column == column and kind in (None, f.kind)]
+
+    def merge(self, other: ValidationReport, max_examples: int) -> None:
+        """Add the report of another chunk of the same data (streaming checks)."""
+        self.rows_in += other.rows_in
+        self.rows_out += other.rows_out
+        known = {(f.column, f.kind, f.action): f for f in self.failures}
+        for failure in other.failures:
+            mine = known.get((failure.column, failure.kind, failure.action))
+            if mine is None:
+                mine = Failure(failure.column, failure.kind, 0, failure.action, [])
+                self.failures.append(mine)
+                known[(failure.column, failure.kind, failure.action)] = mine
+            mine.count += failure.count
+            room = max_examples - len(mine.examples)
+            mine.examples.extend(failure.examples[: max(room, 0)])
+        for key, count in other.dropped_rows.items():
+            self.dropped_rows[key] = self.dropped_rows.get(key, 0) + count
+        for key, count in other.missing_after.items():
+            self.missing_after[key] = self.missing_after.get(key, 0) + count
+        for column in other.undeclared_columns:
+            if column not in self.undeclared_columns:
+                self.undeclared_columns.append(column)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -68,6 +106,8 @@ class ValidationReport:
 class _Checker:
     def __init__(self, frame: pd.DataFrame, checks: ChecksConfig, id_column: str | None):
         self.frame = frame
+        self.rows = frame[ROW] if ROW in frame.columns else None
+        self.files = frame[FILE] if FILE in frame.columns else None
         self.checks = checks
         self.id_column = id_column
         self.report = ValidationReport(rows_in=len(frame))
@@ -80,7 +120,10 @@ class _Checker:
             return
         examples = []
         for idx in mask[mask].index[: self.checks.max_examples]:
-            example: dict[str, Any] = {"row": int(idx), "value": _plain(raw.loc[idx])}
+            row = int(self.rows.loc[idx]) if self.rows is not None else int(idx)
+            example: dict[str, Any] = {"row": row, "value": _plain(raw.loc[idx])}
+            if self.files is not None:
+                example["file"] = self.files.loc[idx]
             if self.id_column is not None and self.id_column != column:
                 example["id"] = _plain(self.frame.loc[idx, self.id_column])
             examples.append(example)
@@ -100,8 +143,12 @@ def _plain(value: Any) -> Any:
 
 
 def _is_missing_token(raw: pd.Series, tokens: set[str]) -> pd.Series:
-    as_text = raw.map(lambda v: v.strip() if isinstance(v, str) else None)
-    return as_text.isin(tokens)
+    if raw.dtype != object and not pd.api.types.is_string_dtype(raw.dtype):
+        return pd.Series(False, index=raw.index)  # typed values (Parquet): no text tokens
+    try:
+        return raw.str.strip().isin(tokens)
+    except AttributeError:  # an object column holding no text at all
+        return pd.Series(False, index=raw.index)
 
 
 def _coerce(raw: pd.Series, spec: ColumnSpec) -> pd.Series:
@@ -149,11 +196,19 @@ def validate_frame(
     frame: pd.DataFrame,
     columns: dict[str, ColumnSpec],
     checks: ChecksConfig,
+    *,
+    whole: bool = True,
+    keep: list[str] | None = None,
 ) -> tuple[pd.DataFrame, ValidationReport]:
     """Check ``frame`` against the declared ``columns``; return the repaired frame and report.
 
     Raises DataValidationError (after the whole report is built) when a check whose policy
-    is ``fail`` found rows; the report travels with the error as ``error.report``.
+    is ``fail`` found rows; the report travels with the error as ``error.report``. With
+    ``whole=False`` (one chunk of a larger source) neither a ``fail`` finding nor an empty
+    result raises: the caller merges the chunk reports and decides at the end. A frame read
+    by ``framework.data.files`` names file and row in every example, and its unreadable rows
+    (a line with the wrong number of fields, text not in the declared encoding) fail the
+    ``type`` check as a whole row. ``keep`` names extra columns carried through unchanged.
     """
     frame = frame.reset_index(drop=True)
     id_column = next((n for n, c in columns.items() if c.role == "id"), None)
@@ -161,7 +216,12 @@ def validate_frame(
         id_column = None
     checker = _Checker(frame, checks, id_column)
     report = checker.report
-    report.undeclared_columns = [c for c in frame.columns if c not in columns]
+    report.undeclared_columns = [c for c in frame.columns if c not in columns and c not in META]
+    if ERROR in frame.columns:
+        unreadable = frame[ERROR].notna()
+        checker.record(
+            "(row)", "unreadable", unreadable, _action(checks.type, "drop"), frame[ERROR]
+        )
     tokens = set(checks.missing_tokens)
     out = pd.DataFrame(index=frame.index)
     absent_required = []
@@ -180,7 +240,7 @@ def validate_frame(
         checker.record(name, "missing_token", token, "repair:missing", raw)
         raw_clean = raw.mask(token, np.nan)
         values = _coerce(raw_clean, spec)
-        bad_type = values.isna() & ~raw_clean.map(_null)
+        bad_type = values.isna() & ~raw_clean.isna()
         checker.record(name, "type", bad_type, _action(checks.type, "repair:missing"), raw)
         if spec.dtype == "category" and spec.categories is not None:
             allowed = set(spec.categories)
@@ -220,6 +280,9 @@ def validate_frame(
             if rule.action == "repair":
                 values = values.clip(lower=low_f, upper=high_f)
         out[name] = values
+    for name in keep or []:
+        if name in frame.columns:
+            out[name] = frame[name]
 
     if absent_required:
         raise DataValidationError(
@@ -231,19 +294,9 @@ def validate_frame(
         report.dropped_rows[key] = int(mask.sum())
     kept = out.loc[~checker.drop].reset_index(drop=True)
     report.rows_out = len(kept)
-    report.missing_after = {c: int(n) for c, n in kept.isna().sum().items() if n}
-    if report.failed:
-        lines = [f"{f.column}: {f.count} row(s) failed '{f.kind}'" for f in report.failed]
-        error = DataValidationError(
-            "data checks with policy 'fail' found problems:\n"
-            + "\n".join(f"  - {x}" for x in lines),
-            path="data.checks",
-            hint="fix the data, or declare policy 'drop' or 'repair' for these checks",
-        )
-        error.report = report  # type: ignore[attr-defined]
-        raise error
-    if report.rows_out == 0:
-        raise DataValidationError("no rows left after the data checks", path="data.checks")
+    report.missing_after = {c: int(n) for c, n in kept.isna().sum().items() if n and c in columns}
+    if whole:
+        report.raise_if_failed()
     return kept, report
 
 

@@ -88,8 +88,12 @@ class RetrainLoop:
         return None
 
     def overrides(self) -> list[str]:
+        task = ["task=train"]
+        champion = self.store.aliases(self.name).get("champion")
+        if self.config.mode == "update" and champion is not None:
+            task = ["task=update", f"version={champion}"]
         return [
-            "task=train",
+            *task,
             "train.alias=challenger",
             f"store.path={self.store.root}",
             f"store.model_name={self.name}",
@@ -128,7 +132,11 @@ class RetrainLoop:
                 self.address(),
                 overrides,
                 name=f"retrain-{self.name}",
-                metadata={"task": "train", "model": self.name, "reason": reason[:200]},
+                metadata={
+                    "task": overrides[0].split("=")[1],
+                    "model": self.name,
+                    "reason": reason[:200],
+                },
                 outputs=str(Path(self.store.root) / self.name / "retrain"),
             )
         except Exception as exc:

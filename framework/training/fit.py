@@ -24,6 +24,7 @@ from framework.errors import DataValidationError
 from framework.progress import Stages
 from framework.training.model import ModelPlugin
 from framework.training.pipeline import build_pipeline, model_input
+from framework.training.stream import labels_as_text
 
 
 def fit_pipeline(
@@ -128,15 +129,7 @@ def prepare(cfg: RootConfig, stages: Stages, output_dir: Path) -> PreparedData:
                 partial.save(output_dir / "validation_report.json")
             raise
         report.save(output_dir / "validation_report.json")
-    if task == "classification":
-        spec = data.columns[data.target]
-        labels = frame[data.target]
-        if spec.dtype == "bool":
-            frame[data.target] = labels.map({1.0: "true", 0.0: "false"})
-        elif spec.dtype == "int":
-            frame[data.target] = labels.astype(np.int64).astype(str)
-        else:
-            frame[data.target] = labels.astype(str)
+    frame = labels_as_text(frame, data, task)
     dataset = Dataset(frame, data, report, noise)
     with stages.stage("split train/validation/test"):
         parts = split(dataset, task == "classification")

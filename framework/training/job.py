@@ -47,18 +47,35 @@ class TrainResult:
     champion_gate: dict[str, Any] | None = None
     #: The optimized variant's ONNX bytes, when one was chosen to be served.
     optimized: bytes | None = None
+    #: How a chunked source was streamed (chunks, rows, samples, peak memory).
+    stream: dict[str, Any] | None = None
     version: ModelVersion | None = None
     alias: str | None = None
     dashboard_url: str | None = None
     output_dir: Path | None = None
 
 
+@dataclass
+class BaseVersion:
+    """A registered version that ``task=update`` continues: its number and fitted pipeline."""
+
+    version: int
+    pipeline: Any
+    classes: list[str] | None
+
+
 def train(
-    cfg: RootConfig, output_dir: Path, stages: Stages, prepared: PreparedData | None = None
+    cfg: RootConfig,
+    output_dir: Path,
+    stages: Stages,
+    prepared: PreparedData | None = None,
+    base: BaseVersion | None = None,
 ) -> TrainResult:
     """Run the whole train graph for ``cfg``; register the model unless ``train.dry_run``.
 
-    ``prepared`` skips loading and checking the data when it was prepared already.
+    ``prepared`` skips loading and checking the data when it was prepared already. ``base``
+    continues a registered version's fitted pipeline on ``cfg.data`` (``task=update``): the
+    data streams chunk by chunk, the cleaning steps stay as fitted, the model warm-starts.
     """
     import ray
 
@@ -72,42 +89,17 @@ def train(
         cluster.announce(stages.console, joined)
     conn = cluster.connection
     dashboard = conn.dashboard_url if conn else None
-    if prepared is None:
-        prepared = prepare(cfg, stages, output_dir)
+    stream_info: dict[str, Any] | None = None
+    if prepared is None and (data.source.chunk_rows is not None or base is not None):
+        prepared, pipeline, fit_seconds, stream_info = _train_streaming(
+            cfg, stages, output_dir, base
+        )
+    else:
+        if prepared is None:
+            prepared = prepare(cfg, stages, output_dir)
+        pipeline, fit_seconds = _fit_in_memory(cfg, prepared, stages)
     dataset, parts, task = prepared.dataset, prepared.splits, prepared.task
     numeric, categorical = data.numeric_features, data.categorical_features
-    inputs_ = fit_inputs(cfg, prepared, stages)
-    distributed = inputs_.plugin.distributed
-    where = (
-        f"on Ray Train ({cfg.train.distributed.workers} worker(s))"
-        if distributed
-        else "in a Ray task"
-    )
-    with stages.stage(f"fit {cfg.model.type} {where}"):
-        started = time.perf_counter()
-        if distributed:  # the estimator starts its own Ray Train workers
-            pipeline = fit_pipeline(
-                inputs_.plugin,
-                inputs_.pipeline,
-                inputs_.X,
-                inputs_.y,
-                inputs_.weights,
-                validation=inputs_.validation,
-            )
-        else:
-            fit = ray.remote(fit_pipeline).options(
-                num_cpus=cfg.train.num_cpus, name=f"fit:{cfg.model.type}"
-            )
-            pipeline = ray.get(
-                fit.remote(
-                    inputs_.plugin,
-                    inputs_.pipeline,
-                    ray.put(inputs_.X),
-                    ray.put(inputs_.y),
-                    inputs_.weights,
-                )
-            )
-        fit_seconds = time.perf_counter() - started
 
     def inputs(frame: pd.DataFrame) -> pd.DataFrame:
         return model_input(frame, numeric, categorical)
@@ -195,6 +187,7 @@ def train(
         test_frame=parts.test,
         fairness=fairness,
         optimized=None if optimization is None else optimization.chosen.onnx_bytes,
+        stream=stream_info,
         dashboard_url=dashboard,
         output_dir=output_dir,
     )
@@ -242,6 +235,13 @@ def train(
         }
         manifest = _manifest(cfg, result, store.aliases(name).get("champion"))
         manifest["gates"] = {"fairness": fairness, "champion": champion_check}
+        if stream_info is not None:
+            manifest["stream"] = stream_info
+        if base is not None:
+            manifest["parent"] = base.version
+        fitted_file = fitted_pipeline_file(cfg, pipeline)
+        if fitted_file is not None:
+            files[FITTED] = fitted_file
         if optimization is not None:
             files["parent.onnx"] = exported.onnx_bytes  # the float parent, kept for audit
             manifest["optimization"] = optimization.to_dict_summary()
@@ -262,6 +262,152 @@ def train(
                 reason="; ".join(champion_check["reasons"]),
             )
     return result
+
+
+#: The fitted scikit-learn pipeline of an incremental model, in skops' format (no pickle):
+#: what ``task=update`` continues from.
+FITTED = "pipeline.skops"
+
+
+def fitted_pipeline_file(cfg: RootConfig, pipeline: Any) -> bytes | None:
+    """The fitted pipeline as skops bytes, for models that can continue training."""
+    from framework import registry
+
+    if not getattr(registry.models.get(cfg.model.type).impl, "incremental", False):
+        return None
+    import skops.io as sio
+
+    return sio.dumps(pipeline)
+
+
+def _fit_in_memory(cfg: RootConfig, prepared: PreparedData, stages: Stages) -> tuple[Any, float]:
+    """Fit the pipeline on the whole training split (in a Ray task, or on Ray Train)."""
+    import ray
+
+    inputs_ = fit_inputs(cfg, prepared, stages)
+    distributed = inputs_.plugin.distributed
+    where = (
+        f"on Ray Train ({cfg.train.distributed.workers} worker(s))"
+        if distributed
+        else "in a Ray task"
+    )
+    with stages.stage(f"fit {cfg.model.type} {where}"):
+        started = time.perf_counter()
+        if distributed:  # the estimator starts its own Ray Train workers
+            pipeline = fit_pipeline(
+                inputs_.plugin,
+                inputs_.pipeline,
+                inputs_.X,
+                inputs_.y,
+                inputs_.weights,
+                validation=inputs_.validation,
+            )
+        else:
+            fit = ray.remote(fit_pipeline).options(
+                num_cpus=cfg.train.num_cpus, name=f"fit:{cfg.model.type}"
+            )
+            pipeline = ray.get(
+                fit.remote(
+                    inputs_.plugin,
+                    inputs_.pipeline,
+                    ray.put(inputs_.X),
+                    ray.put(inputs_.y),
+                    inputs_.weights,
+                )
+            )
+        fit_seconds = time.perf_counter() - started
+    return pipeline, fit_seconds
+
+
+def _get(ref: Any) -> Any:
+    """``ray.get``, with the framework's own errors raised as themselves (exit statuses)."""
+    import ray
+
+    from framework.errors import FrameworkError
+
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, FrameworkError):
+            raise cause from None
+        raise
+
+
+def _train_streaming(
+    cfg: RootConfig, stages: Stages, output_dir: Path, base: BaseVersion | None = None
+) -> tuple[PreparedData, Any, float, dict[str, Any]]:
+    """Scan the chunked source once, then fit chunk by chunk; both in Ray tasks. With
+    ``base``, the model continues from that version's fitted pipeline."""
+    import ray
+
+    from framework.data.dataset import Dataset, Splits
+    from framework.training.stream import check_incremental, class_weights, fit_stream, scan
+
+    data = cfg.data
+    plugin = check_incremental(cfg)
+    task = plugin.task
+    with stages.stage(
+        f"scan {data.source.type} in chunks of {data.source.chunk_rows:,} rows: noise, checks, "
+        "split, samples (one streaming pass, in a Ray task)"
+    ):
+        scanned = _get(
+            ray.remote(max_calls=1)(scan).options(num_cpus=cfg.train.num_cpus).remote(cfg, task)
+        )
+        scanned.report.save(output_dir / "validation_report.json")
+    weights = (
+        class_weights(scanned.classes, data.balance.method) if task == "classification" else None
+    )
+    classes = sorted(scanned.classes) if task == "classification" else None
+    if base is not None and classes is not None and base.classes is not None:
+        new = sorted(set(classes) - set(base.classes))
+        if new:
+            from framework.errors import DataValidationError
+
+            raise DataValidationError(
+                f"the new data has class(es) v{base.version} never learned: {', '.join(new)}",
+                path=f"data.columns.{data.target}",
+                hint="a warm start keeps the classes it was trained on; use task=train",
+            )
+        classes = list(base.classes)
+    verb = f"continue v{base.version}'s" if base is not None else "fit"
+    with stages.stage(
+        f"{verb} {cfg.model.type} chunk by chunk ({scanned.chunks} chunks x {plugin.epochs()} "
+        "epochs, partial_fit, in a Ray task)"
+    ):
+        started = time.perf_counter()
+        fitted = _get(
+            ray.remote(max_calls=1)(fit_stream)
+            .options(num_cpus=cfg.train.num_cpus, name=f"fit:{cfg.model.type}")
+            .remote(cfg, task, scanned.train, classes, weights, base and base.pipeline)
+        )
+        fit_seconds = time.perf_counter() - started
+    dataset = Dataset(scanned.train, data, scanned.report, scanned.noise, digest=scanned.digest)
+    parts = Splits(scanned.train, scanned.validation, scanned.test, counts=scanned.counts)
+    info = {
+        "chunk_rows": data.source.chunk_rows,
+        "chunks": scanned.chunks,
+        "epochs": fitted.epochs,
+        "rows": scanned.counts,
+        "samples": {
+            "train": len(scanned.train),
+            "validation": len(scanned.validation),
+            "test": len(scanned.test),
+        },
+        "class_weights": weights,
+        "scan_seconds": round(scanned.seconds, 3),
+        "peak_rss_mb": {"scan": round(scanned.peak_rss_mb, 1), "fit": round(fitted.peak_rss_mb, 1)},
+        "approximate": [
+            "cleaning statistics (imputation, clipping, scaling, encoding) fitted on the "
+            "training sample",
+            "profile quantiles and drift reference from the training sample",
+            "metrics and gates on the held-out samples",
+            "split drawn per row (not stratified)",
+            "outlier flags in the check report use each chunk's fences",
+        ],
+    }
+    (output_dir / "stream.json").write_text(json.dumps(info, indent=2))
+    return PreparedData(dataset, parts, task), fitted.pipeline, fit_seconds, info
 
 
 def explanation_block(

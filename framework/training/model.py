@@ -24,6 +24,10 @@ class ModelPlugin:
     #: The estimator distributes its own fit (e.g. on Ray Train): the framework calls it from
     #: the driver rather than inside a Ray task, and hands it ``distributed_config``.
     distributed: ClassVar[bool] = False
+    #: The estimator learns from one chunk of rows at a time (``partial_fit``): it can train
+    #: over a source read in chunks (``data.source.chunk_rows``) and continue a registered
+    #: version on new rows (``task=update``).
+    incremental: ClassVar[bool] = False
 
     def __init__(self, config: ModelConfig):
         self.config = config
@@ -59,3 +63,14 @@ class ModelPlugin:
         """
         for _ in self.fit_epochs(estimator, X, y, sample_weight):
             pass
+
+    def partial_fit(
+        self, estimator: Any, X: Any, y: Any, classes: Any | None, sample_weight: Any | None
+    ) -> None:
+        """Learn from one chunk of preprocessed rows (models with ``incremental = True``)."""
+        params: dict[str, Any] = {}
+        if sample_weight is not None:
+            params["sample_weight"] = sample_weight
+        if classes is not None:
+            params["classes"] = classes
+        estimator.partial_fit(X, y, **params)

@@ -28,6 +28,7 @@ class MlpConfig(ModelConfig):
 @models.register("mlp", config=MlpConfig)
 class MlpModel(ModelPlugin):
     task = "classification"
+    incremental = True
 
     def estimator(self, seed: int) -> Any:
         from sklearn.neural_network import MLPClassifier

@@ -2,38 +2,40 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
 from framework.config.data import SourceConfig
-from framework.errors import FrameworkError
 from framework.registry import sources
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from framework.data.files import Chunk
+
 
 class ParquetConfig(SourceConfig):
     type: Literal["parquet"] = "parquet"
-    path: str = Field(description="Path of the Parquet file or folder of files.")
+    path: str = Field(description="A Parquet file, a folder of them, or a glob (data/*.parquet).")
 
 
 @sources.register("parquet", config=ParquetConfig)
 class ParquetSource:
-    """Reads a Parquet file (or a folder of them) with pyarrow."""
+    """Reads Parquet files with pyarrow, row group by row group when chunked."""
 
     def __init__(self, config: ParquetConfig):
         self.config = config
 
+    def iter_chunks(self, chunk_rows: int) -> Iterator[Chunk]:
+        from framework.data.files import PARQUET_SUFFIXES, iter_chunks, resolve_paths
+
+        files = resolve_paths(self.config.path, "data.source.path", PARQUET_SUFFIXES)
+        return iter_chunks(files, chunk_rows, limit_rows=self.config.limit_rows)
+
     def load(self) -> pd.DataFrame:
         import pandas as pd  # imported when data loads, not when plugins load
 
-        path = Path(self.config.path)
-        if not path.exists():
-            raise FrameworkError(f"no such file or folder: {path}", path="data.source.path")
-        frame = pd.read_parquet(path)
-        if self.config.limit_rows is not None:
-            frame = frame.head(self.config.limit_rows)
-        return frame.reset_index(drop=True)
+        frames = [c.frame for c in self.iter_chunks(1 << 20)]
+        return pd.concat(frames, ignore_index=True)

@@ -74,8 +74,9 @@ BAD = [
     (
         ["model.type=randm_forest"],
         "model.type: unknown plugin 'randm_forest'; valid: gradient_boosting, "
-        "logistic_regression, mlp, random_forest, random_forest_regressor, ridge, torch_mlp, "
-        "torch_mlp_regressor; did you mean 'random_forest'?",
+        "logistic_regression, mlp, random_forest, random_forest_regressor, ridge, "
+        "sgd_classifier, sgd_regressor, torch_mlp, torch_mlp_regressor; did you mean "
+        "'random_forest'?",
     ),
     (
         ["data.source.name=breast_cancr"],
@@ -107,9 +108,10 @@ BAD = [
         "data.checks.range: got 'ignore'; expected one of: fail, drop, repair",
     ),
     (
-        ["task=score"],
-        "task: got 'score'; expected one of: train, registry, serve, build_serve_config, "
-        "api_key, monitor, promote, rollback, explain, card, reproduce",
+        ["task=scor"],
+        "task: got 'scor'; expected one of: train, registry, serve, build_serve_config, "
+        "api_key, monitor, promote, rollback, explain, card, reproduce, update, score, init; "
+        "did you mean 'score'?",
     ),
     (
         ["+trian.seed=1"],
