@@ -345,6 +345,44 @@ def run_update(cfg: RootConfig, output_dir: Path, console: Console) -> int:
     return 0
 
 
+def run_score(cfg: RootConfig, output_dir: Path, console: Console) -> int:
+    """Score files in bulk on Ray Data; predictions, rejects and a drift report."""
+    from framework.cluster import announce, ensure_ray
+    from framework.scoring.batch import score
+
+    console.print(
+        f"[bold]score[/] {cfg.score.input} with {cfg.model_name} {cfg.version or cfg.serve.alias}"
+    )
+    stages = Stages(console)
+    with stages.stage("join or start Ray"):
+        conn = ensure_ray(cfg.ray)
+    announce(console, conn)
+    result = score(cfg, output_dir)
+    console.print(
+        f"Scored {result.scored:,} of {result.rows_in:,} rows from {result.files} file(s) with "
+        f"{result.version.name} v{result.version.version} in {result.seconds:.1f} s "
+        f"({result.rows_per_s:,.0f} rows/s); rejected {result.rejected:,}."
+    )
+    for reason, count in sorted(result.reject_reasons.items(), key=lambda kv: -kv[1])[:10]:
+        console.print(f"  rejected {count:,}: {reason}", markup=False, soft_wrap=True)
+    if result.drift is not None:
+        drifted = ", ".join(result.drift.drifted) or "none"
+        console.print(
+            f"Drift of the scored rows against v{result.version.version}'s reference: "
+            f"{drifted}"
+            + (
+                f"; untestable: {', '.join(result.drift.untestable)}"
+                if result.drift.untestable
+                else ""
+            )
+        )
+    console.print(
+        f"Results: {result.output} (predictions.parquet, rejects.parquet, "
+        "summary.json, drift.json/html)"
+    )
+    return 0
+
+
 TASKS: dict[str, Callable[[RootConfig, Path, Console], int]] = {
     "train": run_train,
     "registry": run_registry,
@@ -358,6 +396,7 @@ TASKS: dict[str, Callable[[RootConfig, Path, Console], int]] = {
     "card": run_card,
     "reproduce": run_reproduce,
     "update": run_update,
+    "score": run_score,
 }
 
 

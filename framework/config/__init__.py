@@ -23,6 +23,7 @@ from framework.config.model import ModelConfig
 from framework.config.monitor import MonitorConfig
 from framework.config.optimize import OptimizeConfig
 from framework.config.ray import RayConfig
+from framework.config.score import ScoreConfig
 from framework.config.security import SecurityConfig
 from framework.config.serve import ServeConfig
 from framework.config.store import StoreConfig
@@ -88,6 +89,7 @@ class RootConfig(StrictModel):
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     explain: ExplainConfig = Field(default_factory=ExplainConfig)
+    score: ScoreConfig = Field(default_factory=ScoreConfig)
     gates: GatesConfig = Field(default_factory=GatesConfig)
     card: CardConfig = Field(default_factory=CardConfig)
 

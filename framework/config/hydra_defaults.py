@@ -17,6 +17,7 @@ from framework.config.gates import GatesConfig
 from framework.config.monitor import MonitorConfig
 from framework.config.optimize import OptimizeConfig
 from framework.config.ray import RayConfig
+from framework.config.score import ScoreConfig
 from framework.config.security import SecurityConfig
 from framework.config.serve import ServeConfig
 from framework.config.store import StoreConfig
@@ -50,6 +51,7 @@ def defaults_node() -> dict[str, Any]:
         "monitor": MonitorConfig().model_dump(mode="json"),
         "explain": ExplainConfig().model_dump(mode="json"),
         "gates": GatesConfig().model_dump(mode="json"),
+        "score": ScoreConfig().model_dump(mode="json"),
     }
 
 

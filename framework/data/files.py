@@ -122,6 +122,8 @@ def iter_chunks(
                 frame = frame.head(left)
                 left -= len(frame)
             if len(frame):
+                reason = frame[ERROR]
+                frame[ERROR] = reason.astype(object).where(reason.notna(), None)
                 yield Chunk(frame, str(path), index)
                 index += 1
             if left is not None and left <= 0:

@@ -17,6 +17,9 @@ import pandas as pd
 
 from framework.config.data import ChecksConfig, ColumnSpec
 from framework.data.files import ERROR, FILE, META, ROW
+
+#: The column ``validate_frame(..., reasons=True)`` gives every rejected row its reason in.
+REJECT = "__reject"
 from framework.errors import DataValidationError
 
 _TRUE = {"true", "1", "yes", "y", "t"}
@@ -113,6 +116,7 @@ class _Checker:
         self.report = ValidationReport(rows_in=len(frame))
         self.drop = pd.Series(False, index=frame.index)
         self.drop_reason: dict[str, pd.Series] = {}
+        self.drop_raw: dict[str, pd.Series] = {}
 
     def record(self, column: str, kind: str, mask: pd.Series, action: str, raw: pd.Series) -> None:
         count = int(mask.sum())
@@ -132,6 +136,7 @@ class _Checker:
             self.drop |= mask
             key = f"{kind}:{column}"
             self.drop_reason[key] = mask
+            self.drop_raw[key] = raw
 
 
 def _plain(value: Any) -> Any:
@@ -199,6 +204,7 @@ def validate_frame(
     *,
     whole: bool = True,
     keep: list[str] | None = None,
+    reasons: bool = False,
 ) -> tuple[pd.DataFrame, ValidationReport]:
     """Check ``frame`` against the declared ``columns``; return the repaired frame and report.
 
@@ -209,6 +215,8 @@ def validate_frame(
     by ``framework.data.files`` names file and row in every example, and its unreadable rows
     (a line with the wrong number of fields, text not in the declared encoding) fail the
     ``type`` check as a whole row. ``keep`` names extra columns carried through unchanged.
+    With ``reasons=True`` no row is dropped: a row a ``drop`` policy would remove keeps its
+    place with the first reason in the ``__reject`` column (None for rows that passed).
     """
     frame = frame.reset_index(drop=True)
     id_column = next((n for n, c in columns.items() if c.role == "id"), None)
@@ -292,6 +300,23 @@ def validate_frame(
         )
     for key, mask in checker.drop_reason.items():
         report.dropped_rows[key] = int(mask.sum())
+    if reasons:
+        why = pd.Series(None, index=frame.index, dtype=object)
+        for key, mask in checker.drop_reason.items():
+            kind, _, column = key.partition(":")
+            new = mask & why.isna()
+            if new.any():
+                values = checker.drop_raw[key][new].astype(str)
+                if kind == "unreadable":
+                    why[new] = values
+                else:
+                    why[new] = f"{kind} check failed in column {column!r}: value " + values
+        out[REJECT] = why
+        report.rows_out = int(why.isna().sum())
+        report.missing_after = {
+            c: int(n) for c, n in out[why.isna()].isna().sum().items() if n and c in columns
+        }
+        return out, report
     kept = out.loc[~checker.drop].reset_index(drop=True)
     report.rows_out = len(kept)
     report.missing_after = {c: int(n) for c, n in kept.isna().sum().items() if n and c in columns}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,18 +39,9 @@ class ExplainResult:
 
 def input_files(pattern: str) -> list[Path]:
     """A file, a directory (its CSV and Parquet files) or a glob, in sorted order."""
-    path = Path(pattern)
-    if path.is_dir():
-        found = sorted(
-            p for p in path.iterdir() if p.suffix in (".csv", ".parquet", ".pq") and p.is_file()
-        )
-    elif path.is_file():
-        found = [path]
-    else:
-        found = sorted(Path(p) for p in glob.glob(pattern) if Path(p).is_file())
-    if not found:
-        raise FrameworkError(f"no CSV or Parquet file at {pattern!r}", path="explain.input")
-    return found
+    from framework.data.files import resolve_paths
+
+    return resolve_paths(pattern, "explain.input")
 
 
 def read_rows(files: list[Path]) -> pd.DataFrame:

@@ -93,15 +93,15 @@ def flag_repaired(
             )
 
 
-def monitor_batch(cfg: RootConfig, output_dir: Path) -> MonitorResult:
-    store = ModelRegistry(cfg.store.path)
-    version = store.resolve(cfg.model_name, cfg.serve.alias)
-    version.verify()
-    detector = detector_for(version, cfg.monitor.drift)
-    frame, origin, checks = load_new_data(cfg)
-    signature = Signature.from_dict(version.manifest["signature"])
-    predictor = OnnxPredictor(version.file("model.onnx").read_bytes(), signature)
-    prediction = predictor.predict_frame(frame).labels
+def drift_of(
+    detector: DriftDetector,
+    frame: pd.DataFrame,
+    prediction: np.ndarray | None,
+    checks: ValidationReport,
+    config: DriftConfig,
+) -> DriftReport:
+    """Drift of checked rows (and their predictions) against a version's reference, with
+    the features the checks emptied or mostly repaired flagged."""
     current: dict[str, np.ndarray] = {}
     for name in detector.order:
         if name not in frame.columns:
@@ -112,8 +112,21 @@ def monitor_batch(cfg: RootConfig, output_dir: Path) -> MonitorResult:
         else:
             current[name] = column.astype(object).where(column.notna(), None).to_numpy()
     report = detector.check(current, prediction)
-    flag_repaired(report, checks, len(frame), cfg.monitor.drift.max_repaired_share)
-    report.recount(cfg.monitor.drift.max_drifted_share)
+    flag_repaired(report, checks, checks.rows_in or len(frame), config.max_repaired_share)
+    report.recount(config.max_drifted_share)
+    return report
+
+
+def monitor_batch(cfg: RootConfig, output_dir: Path) -> MonitorResult:
+    store = ModelRegistry(cfg.store.path)
+    version = store.resolve(cfg.model_name, cfg.serve.alias)
+    version.verify()
+    detector = detector_for(version, cfg.monitor.drift)
+    frame, origin, checks = load_new_data(cfg)
+    signature = Signature.from_dict(version.manifest["signature"])
+    predictor = OnnxPredictor(version.file("model.onnx").read_bytes(), signature)
+    prediction = predictor.predict_frame(frame).labels
+    report = drift_of(detector, frame, prediction, checks, cfg.monitor.drift)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     context = {
         "model": version.name,

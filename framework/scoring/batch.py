@@ -1,0 +1,428 @@
+"""``task=score``: score files in bulk on Ray Data with a pool of ONNX Runtime actors.
+
+The graph: a Ray Data read of the input files (one read task per file, each streaming blocks
+of ``score.batch_rows`` rows that name their file and row) -> ``map_batches`` over an actor
+pool of ``Scorer`` (the version's request checks, then its ONNX model) -> the driver streams
+the results into ``predictions.parquet`` and ``rejects.parquet``.
+
+Nothing is dropped silently: every row read comes back either scored or rejected with its
+reason (a value the served API would refuse: not a number, out of range, an unknown
+category, a missing required value, a line that could not be read), and the summary checks
+``rows in = scored + rejected``. The scorers hand a uniform sample of the rows they scored to
+one collector actor, which also merges their check reports: the drift report of the scored
+data against the version's reference comes from it.
+
+Results are written into a folder beside the output and renamed into place only when the run
+completed, so a failed run never leaves output that looks complete. On a multi-node cluster
+the read tasks and actors spread over the nodes; the input must be readable from every node
+(shared storage), and the results are written by the driver.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from framework.config import RootConfig
+from framework.config.data import ChecksConfig, ColumnSpec, OutlierCheck
+from framework.data.files import FILE, ROW, iter_chunks, resolve_paths
+from framework.data.validation import REJECT, ValidationReport, validate_frame
+from framework.errors import ConfigError, DataValidationError, FrameworkError
+from framework.store.registry import ModelRegistry, ModelVersion
+
+#: Checks of a row to score: every failure rejects the row, as the served API refuses it.
+STRICT = ChecksConfig(
+    type="drop",
+    missing="drop",
+    range="drop",
+    category="drop",
+    outliers=OutlierCheck(method="none"),
+)
+
+
+def scoring_columns(version: ModelVersion) -> tuple[dict[str, ColumnSpec], list[str]]:
+    """The version's feature columns (to check) and its id columns (carried to the output)."""
+    schema = {n: ColumnSpec(**s) for n, s in version.manifest["schema"].items()}
+    features = {n: s for n, s in schema.items() if s.role == "feature"}
+    ids = [n for n, s in schema.items() if s.role == "id"]
+    return features, ids
+
+
+class Collector:
+    """One actor: a uniform sample of scored rows (for drift) and the merged check report."""
+
+    def __init__(self, rows: int, seed: int, max_examples: int):
+        from framework.training.stream import Reservoir
+
+        self.sample = Reservoir(rows, seed)
+        self.report = ValidationReport(rows_in=0)
+        self.max_examples = max_examples
+        self.predictions: list[np.ndarray] = []
+
+    def add(self, rows: pd.DataFrame, report: ValidationReport) -> None:
+        self.sample.add(rows)
+        self.report.merge(report, self.max_examples)
+
+    def result(self) -> tuple[pd.DataFrame | None, ValidationReport, int]:
+        return self.sample.sample, self.report, self.sample.seen
+
+
+class Scorer:
+    """An actor of the pool: checks a block's rows and predicts the good ones."""
+
+    def __init__(
+        self,
+        model: bytes,
+        signature: dict[str, Any],
+        version: int,
+        columns: dict[str, ColumnSpec],
+        ids: list[str],
+        threads: int,
+        missing_tokens: list[str],
+        collector: Any,
+        seed: int,
+        drift_rows: int,
+    ):
+        from framework.export.predictor import OnnxPredictor
+        from framework.export.signature import Signature
+
+        self.signature = Signature.from_dict(signature)
+        self.predictor = OnnxPredictor(model, self.signature, threads)
+        self.version = version
+        self.columns = columns
+        self.ids = ids
+        self.checks = STRICT.model_copy(update={"missing_tokens": missing_tokens})
+        self.collector = collector
+        self.rng = np.random.default_rng(seed)
+        self.drift_rows = drift_rows
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        import ray
+
+        try:
+            checked, report = validate_frame(
+                batch, self.columns, self.checks, whole=False, reasons=True
+            )
+        except DataValidationError as exc:  # a required column absent from this file
+            checked = pd.DataFrame(
+                {name: np.nan for name in self.columns}, index=batch.index
+            ).assign(**{REJECT: exc.message})
+            report = ValidationReport(rows_in=len(batch), rows_out=0)
+        good = checked[REJECT].isna().to_numpy()
+        out = pd.DataFrame(
+            {
+                "source_file": batch[FILE].astype(str).to_numpy(),
+                "source_row": batch[ROW].to_numpy(dtype=np.int64),
+            }
+        )
+        for name in self.ids:
+            values = batch[name] if name in batch.columns else pd.Series(None, index=batch.index)
+            out[name] = values.astype(object).where(values.notna(), None).astype(str).to_numpy()
+            out.loc[values.isna().to_numpy(), name] = None
+        signature = self.signature
+        n = len(batch)
+        labels = np.full(n, None, dtype=object)
+        scores = (
+            np.full((n, len(signature.classes)), np.nan, dtype=np.float64)
+            if signature.classification
+            else None
+        )
+        if good.any():
+            features = checked.loc[good, signature.numeric + signature.categorical]
+            predicted = self.predictor.predict_frame(features)
+            if signature.classification:
+                labels[good] = np.asarray(predicted.labels).astype(str)
+                scores[good] = predicted.scores  # type: ignore[index]
+            else:
+                labels = np.full(n, np.nan, dtype=np.float64)
+                labels[good] = predicted.labels
+            # a random part of every block for the drift report (blocks are of equal size,
+            # so the collector's sample is close to uniform over the scored rows)
+            take = self.rng.permutation(len(features))[: self.drift_rows]
+            sample = features.iloc[take].assign(__prediction=np.asarray(predicted.labels)[take])
+            ray.get(self.collector.add.remote(sample.reset_index(drop=True), report))
+        else:
+            ray.get(self.collector.add.remote(pd.DataFrame(), report))
+        if not signature.classification and not good.any():
+            labels = np.full(n, np.nan, dtype=np.float64)
+        out["prediction"] = labels
+        if scores is not None:
+            for j, cls in enumerate(signature.classes):
+                out[f"score_{cls}"] = scores[:, j]
+        out["version"] = np.full(n, self.version, dtype=np.int64)
+        out["reject_reason"] = checked[REJECT].to_numpy()
+        return out
+
+
+@dataclass
+class ScoreResult:
+    """What ``task=score`` read, scored, rejected and wrote."""
+
+    version: ModelVersion
+    files: int
+    rows_in: int
+    scored: int
+    rejected: int
+    seconds: float
+    output: Path
+    reject_reasons: dict[str, int] = field(default_factory=dict)
+    drift: Any = None
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows_in / self.seconds if self.seconds > 0 else float("inf")
+
+
+class TableFiles:
+    """A Ray Data datasource over table files: one read task per file, streaming blocks of
+    ``rows`` rows (a file's chunks, with ``__file``/``__row``/``__error``)."""
+
+    def __init__(
+        self, files: list[Path], rows: int, separator: str, encoding: str, columns: list[str]
+    ):
+        self.files = [str(f) for f in files]
+        self.rows = rows
+        self.separator = separator
+        self.encoding = encoding
+        self.columns = columns
+
+    def datasource(self) -> Any:
+        from ray.data import Datasource, ReadTask
+        from ray.data.block import BlockMetadata
+
+        outer = self
+
+        class _Files(Datasource):  # type: ignore[misc]
+            def estimate_inmemory_data_size(self) -> int | None:
+                return sum(Path(f).stat().st_size for f in outer.files) * 4
+
+            def get_read_tasks(
+                self, parallelism: int, per_task_row_limit: int | None = None, **_: Any
+            ) -> list[Any]:
+                tasks = []
+                for file in outer.files:
+                    meta = BlockMetadata(
+                        num_rows=None,
+                        size_bytes=Path(file).stat().st_size,
+                        exec_stats=None,
+                        input_files=(file,),
+                    )
+                    tasks.append(ReadTask(lambda file=file: outer.read(file), meta))
+                return tasks
+
+            def get_name(self) -> str:
+                return "TableFiles"
+
+        return _Files()
+
+    def read(self, file: str) -> Any:
+        for chunk in iter_chunks(
+            [Path(file)],
+            self.rows,
+            separator=self.separator,
+            encoding=self.encoding,
+            columns=self.columns,
+        ):
+            yield chunk.frame
+
+
+def _output_schema(signature: Any, ids: list[str]) -> Any:
+    import pyarrow as pa
+
+    fields = [pa.field("source_file", pa.string()), pa.field("source_row", pa.int64())]
+    fields += [pa.field(name, pa.string()) for name in ids]
+    if signature.classification:
+        fields.append(pa.field("prediction", pa.string()))
+        fields += [pa.field(f"score_{c}", pa.float64()) for c in signature.classes]
+    else:
+        fields.append(pa.field("prediction", pa.float64()))
+    fields += [pa.field("version", pa.int64()), pa.field("reject_reason", pa.string())]
+    return pa.schema(fields)
+
+
+def reason_kind(reason: str) -> str:
+    """A rejection reason without its value: ``range check failed in column 'x'``."""
+    return reason.split(": value", 1)[0] if ": value" in reason else reason
+
+
+def score(cfg: RootConfig, output_dir: Path) -> ScoreResult:
+    """Score ``score.input`` with ``version`` (or ``serve.alias``); see the module docs."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    import ray
+
+    from framework.export.signature import Signature
+    from framework.monitoring.job import detector_for, drift_of
+    from framework.monitoring.report import write_report
+
+    settings = cfg.score
+    if settings.input is None:
+        raise ConfigError(["score.input: required for task=score (a file, folder or glob)"])
+    files = resolve_paths(settings.input, "score.input")
+    store = ModelRegistry(cfg.store.path)
+    version = store.resolve(cfg.model_name, cfg.version or cfg.serve.alias)
+    version.verify()
+    signature = Signature.from_dict(version.manifest["signature"])
+    columns, ids = scoring_columns(version)
+    final = Path(settings.output) if settings.output else output_dir / "scores"
+    partial = final.with_name(f".{final.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    started = time.perf_counter()
+    try:
+        reader = TableFiles(
+            files, settings.batch_rows, settings.separator, settings.encoding, [*columns, *ids]
+        )
+        dataset = ray.data.read_datasource(reader.datasource(), num_cpus=settings.read_cpus)
+        collector = (
+            ray.remote(Collector)
+            .options(num_cpus=0)
+            .remote(settings.drift_rows, cfg.train.seed, cfg.data.checks.max_examples)
+        )
+        per_actor = max(1, settings.drift_rows // 8)
+        scored = dataset.map_batches(
+            Scorer,
+            batch_size=None,
+            batch_format="pandas",
+            compute=ray.data.ActorPoolStrategy(size=settings.pool_size),
+            num_cpus=settings.actor_cpus,
+            fn_constructor_kwargs={
+                "model": version.file("model.onnx").read_bytes(),
+                "signature": signature.to_dict(),
+                "version": version.version,
+                "columns": columns,
+                "ids": ids,
+                "threads": settings.onnx_threads,
+                "missing_tokens": list(cfg.data.checks.missing_tokens),
+                "collector": collector,
+                "seed": cfg.train.seed,
+                "drift_rows": per_actor,
+            },
+        )
+        schema = _output_schema(signature, ids)
+        predictions = pq.ParquetWriter(
+            partial / "predictions.parquet", schema.remove(len(schema) - 1)
+        )
+        rejects_schema = pa.schema(
+            [
+                schema.field(n)
+                for n in ("source_file", "source_row", *ids, "version", "reject_reason")
+            ]
+        )
+        rejects = pq.ParquetWriter(partial / "rejects.parquet", rejects_schema)
+        rows_in = good_rows = bad_rows = 0
+        reasons: dict[str, int] = {}
+        try:
+            for batch in scored.iter_batches(batch_size=None, batch_format="pyarrow"):
+                table = _conform(batch, schema)
+                bad = pc.is_valid(table["reject_reason"])
+                rows_in += table.num_rows
+                good = table.filter(pc.invert(bad)).drop_columns(["reject_reason"])
+                rejected = table.filter(bad).select(rejects_schema.names)
+                if good.num_rows:
+                    predictions.write_table(good)
+                if rejected.num_rows:
+                    rejects.write_table(rejected)
+                    for reason in rejected["reject_reason"].to_pylist():
+                        kind = reason_kind(reason)
+                        reasons[kind] = reasons.get(kind, 0) + 1
+                good_rows += good.num_rows
+                bad_rows += rejected.num_rows
+        finally:
+            predictions.close()
+            rejects.close()
+        sample, report, _ = ray.get(collector.result.remote())
+        ray.kill(collector)
+        if rows_in != good_rows + bad_rows or rows_in != report.rows_in:
+            raise FrameworkError(
+                f"rows read ({report.rows_in}) != scored ({good_rows}) + rejected ({bad_rows})"
+            )
+        seconds = time.perf_counter() - started
+        drift = None
+        if sample is not None and len(sample):
+            detector = detector_for(version, cfg.monitor.drift)
+            drift = drift_of(
+                detector,
+                sample,
+                sample["__prediction"].to_numpy(),
+                report,
+                cfg.monitor.drift,
+            )
+            write_report(
+                drift,
+                partial,
+                "drift",
+                {
+                    "model": version.name,
+                    "version": version.version,
+                    "data": settings.input,
+                    "rows": f"a sample of {len(sample)} of {good_rows} scored rows",
+                },
+            )
+        summary = {
+            "model": version.name,
+            "version": version.version,
+            "input": settings.input,
+            "files": [str(f) for f in files],
+            "rows_in": rows_in,
+            "scored": good_rows,
+            "rejected": bad_rows,
+            "reject_reasons": reasons,
+            "seconds": round(seconds, 3),
+            "rows_per_s": round(rows_in / seconds, 1) if seconds else None,
+            "pool_size": settings.pool_size,
+            "batch_rows": settings.batch_rows,
+            "checks": report.to_dict(),
+            "drift": None
+            if drift is None
+            else {"drift": drift.drift, "drifted": drift.drifted, "untestable": drift.untestable},
+        }
+        (partial / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    _replace(partial, final)
+    return ScoreResult(
+        version=version,
+        files=len(files),
+        rows_in=rows_in,
+        scored=good_rows,
+        rejected=bad_rows,
+        seconds=seconds,
+        output=final,
+        reject_reasons=reasons,
+        drift=drift,
+    )
+
+
+def _conform(batch: Any, schema: Any) -> Any:
+    """A result block in the fixed output schema (a block with no rejects types its reason
+    column as null; ids may arrive typed)."""
+    import pyarrow as pa
+
+    arrays = []
+    for field_ in schema:
+        column = batch.column(field_.name) if field_.name in batch.column_names else None
+        if column is None:
+            arrays.append(pa.nulls(batch.num_rows, field_.type))
+        else:
+            arrays.append(column.cast(field_.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _replace(partial: Path, final: Path) -> None:
+    """Move the complete results into place; an older result folder goes only after."""
+    old = final.with_name(f".{final.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    partial.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
