@@ -17,10 +17,10 @@ import pandas as pd
 
 from framework.config.data import ChecksConfig, ColumnSpec
 from framework.data.files import ERROR, FILE, META, ROW
+from framework.errors import DataValidationError
 
 #: The column ``validate_frame(..., reasons=True)`` gives every rejected row its reason in.
 REJECT = "__reject"
-from framework.errors import DataValidationError
 
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
