@@ -39,6 +39,10 @@ hydra_main = hydra.main(config_path="../conf", config_name="config", version_bas
 
 def main() -> None:
     """Entry point of ``python -m framework`` and the ``framework`` command."""
+    if "task=init" in sys.argv[1:]:  # profiles a file: no config to compose yet
+        from framework.data.infer import main as init_main
+
+        sys.exit(init_main(sys.argv[1:]))
     warmup.start()
     try:
         hydra_main()

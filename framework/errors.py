@@ -49,6 +49,12 @@ class PluginError(FrameworkError):
     exit_code = 2
 
 
+class InputPathError(FrameworkError):
+    """A file, folder or glob the configuration names holds nothing to read."""
+
+    exit_code = 2
+
+
 class DataValidationError(FrameworkError):
     """The data broke a check whose declared policy is ``fail``."""
 

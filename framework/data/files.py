@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from framework.errors import FrameworkError
+from framework.errors import DataValidationError, InputPathError
 
 #: Columns every chunk carries besides the table's own: where each row came from and, for a
 #: row that could not be read as a row of the table, why.
@@ -61,7 +61,7 @@ def file_format(path: Path) -> str:
         return "parquet"
     if name.endswith(CSV_SUFFIXES):
         return "csv"
-    raise FrameworkError(
+    raise InputPathError(
         f"{path}: not a CSV or Parquet file (by its name)",
         hint=f"name it *{' or *'.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}",
     )
@@ -79,20 +79,20 @@ def resolve_paths(path: str, field: str, suffixes: tuple[str, ...] | None = None
         found = sorted(Path(p) for p in globbing.glob(str(given), recursive=True))
         files = [p for p in found if p.is_file()]
         if not files:
-            raise FrameworkError(f"the glob {path!r} matches no file", path=field)
+            raise InputPathError(f"the glob {path!r} matches no file", path=field)
         return files
     if given.is_dir():
         files = sorted(
             p for p in given.rglob("*") if p.is_file() and p.name.lower().endswith(suffixes)
         )
         if not files:
-            raise FrameworkError(
+            raise InputPathError(
                 f"the folder {given} holds no {' or '.join(sorted(set(suffixes)))} files",
                 path=field,
             )
         return files
     if not given.is_file():
-        raise FrameworkError(f"no such file or folder: {given}", path=field)
+        raise InputPathError(f"no such file or folder: {given}", path=field)
     return [given]
 
 
@@ -150,9 +150,9 @@ def _parquet_frames(
     try:
         handle = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as exc:
-        raise FrameworkError(f"{path}: not a readable Parquet file ({exc})") from None
+        raise DataValidationError(f"{path}: not a readable Parquet file ({exc})") from None
     if handle.metadata.num_rows == 0:
-        raise FrameworkError(f"{path}: the file has no rows")
+        raise DataValidationError(f"{path}: the file has no rows")
     names = handle.schema_arrow.names
     wanted = [c for c in columns if c in names] if columns is not None else None
     row = 1
@@ -165,7 +165,7 @@ def _parquet_frames(
             row += len(frame)
             yield frame
     except (pa.ArrowException, OSError) as exc:  # a truncated or corrupt row group
-        raise FrameworkError(
+        raise DataValidationError(
             f"{path}: cannot read past data row {row - 1} ({exc})",
             hint="the file is truncated or corrupt; rows before it were read",
         ) from None
@@ -184,13 +184,13 @@ def _csv_header(path: Path, separator: str, encoding: str) -> list[str]:
     try:
         line = raw.decode(encoding)
     except UnicodeDecodeError as exc:
-        raise FrameworkError(
+        raise DataValidationError(
             f"{path}: the header is not valid {encoding} ({exc.reason} at byte {exc.start})",
             path="data.source.encoding",
         ) from None
     first = next(csv.reader([line.lstrip("\ufeff")], delimiter=separator), None)
     if first is None or not any(x.strip() for x in first):
-        raise FrameworkError(f"{path}: the file is empty (no header line)")
+        raise DataValidationError(f"{path}: the file is empty (no header line)")
     return [x.strip() for x in first]
 
 
@@ -203,7 +203,9 @@ def _csv_frames(
     header = _csv_header(path, separator, encoding)
     duplicates = sorted({c for c in header if header.count(c) > 1})
     if duplicates:
-        raise FrameworkError(f"{path}: the header names a column twice: {', '.join(duplicates)}")
+        raise DataValidationError(
+            f"{path}: the header names a column twice: {', '.join(duplicates)}"
+        )
     bad_lines: list[tuple[int | None, str]] = []
 
     def on_invalid(row: Any) -> str:
@@ -238,8 +240,8 @@ def _csv_frames(
         )
     except pa.ArrowInvalid as exc:
         if "Empty CSV file" in str(exc):
-            raise FrameworkError(f"{path}: the file is empty") from None
-        raise FrameworkError(f"{path}: not readable as CSV ({exc})") from None
+            raise DataValidationError(f"{path}: the file is empty") from None
+        raise DataValidationError(f"{path}: not readable as CSV ({exc})") from None
     pending: list[pd.DataFrame] = []
     held = 0
     row = 1  # data rows read so far + 1, bad lines included
@@ -258,7 +260,7 @@ def _csv_frames(
                 rest = joined.iloc[chunk_rows:].reset_index(drop=True)
                 pending, held = ([rest], len(rest)) if len(rest) else ([], 0)
     except pa.ArrowInvalid as exc:
-        raise FrameworkError(
+        raise DataValidationError(
             f"{path}: cannot read past data row {row - 1} ({exc})",
             hint="fix the file or data.source.separator/encoding; rows before it were read",
         ) from None

@@ -311,7 +311,7 @@ def validate_frame(
                     why[new] = values
                 else:
                     why[new] = f"{kind} check failed in column {column!r}: value " + values
-        out[REJECT] = why
+        out[REJECT] = why.astype(object).where(why.notna(), None)
         report.rows_out = int(why.isna().sum())
         report.missing_after = {
             c: int(n) for c, n in out[why.isna()].isna().sum().items() if n and c in columns
