@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from framework.errors import DataValidationError, InputPathError
+from framework.errors import DataValidationError, FrameworkError, InputPathError
 
 #: Columns every chunk carries besides the table's own: where each row came from and, for a
 #: row that could not be read as a row of the table, why.
@@ -94,6 +94,37 @@ def resolve_paths(path: str, field: str, suffixes: tuple[str, ...] | None = None
     if not given.is_file():
         raise InputPathError(f"no such file or folder: {given}", path=field)
     return [given]
+
+
+def check_readable(files: list[Path], separator: str = ",", encoding: str = "utf-8") -> None:
+    """Fail early, naming the file, on one that is empty or not a table at all (before a
+    distributed read starts): a CSV's header line, a Parquet file's footer."""
+    for path in files:
+        if file_format(path) == "csv":
+            _csv_header(path, separator, encoding)
+            continue
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            rows = pq.ParquetFile(path).metadata.num_rows
+        except (pa.ArrowException, OSError) as exc:
+            raise DataValidationError(f"{path}: not a readable Parquet file ({exc})") from None
+        if rows == 0:
+            raise DataValidationError(f"{path}: the file has no rows")
+
+
+def framework_cause(exc: BaseException) -> FrameworkError | None:
+    """The framework error behind an error raised in a Ray task (Ray wraps it), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, FrameworkError):
+            return current
+        cause = getattr(current, "cause", None)
+        current = cause if isinstance(cause, BaseException) else current.__cause__
+    return None
 
 
 def iter_chunks(

@@ -16,7 +16,7 @@ from framework.config import RootConfig
 from framework.config.monitor import DriftConfig
 from framework.data.noise import inject_noise
 from framework.data.validation import ValidationReport, validate_frame
-from framework.errors import FrameworkError, RegistryError
+from framework.errors import RegistryError
 from framework.export.onnx import Signature
 from framework.export.predictor import OnnxPredictor
 from framework.monitoring.drift import DriftDetector, DriftReport, FeatureDrift
@@ -56,11 +56,10 @@ def load_new_data(cfg: RootConfig) -> tuple[pd.DataFrame, str, ValidationReport]
     data = cfg.data
     path = cfg.monitor.data_path
     if path is not None:
-        file = Path(path)
-        if not file.exists():
-            raise FrameworkError(f"no such file: {file}", path="monitor.data_path")
-        raw = pd.read_parquet(file) if file.suffix in (".parquet", ".pq") else pd.read_csv(file)
-        origin = str(file)
+        from framework.data.files import read_all, resolve_paths
+
+        raw = read_all(resolve_paths(path, "monitor.data_path"))
+        origin = path
     else:
         raw = registry.sources.get(data.source.type).impl(data.source).load()
         origin = f"{data.source.type} source of data/{data.name}"

@@ -32,7 +32,14 @@ import pandas as pd
 
 from framework.config import RootConfig
 from framework.config.data import ChecksConfig, ColumnSpec, OutlierCheck
-from framework.data.files import FILE, ROW, iter_chunks, resolve_paths
+from framework.data.files import (
+    FILE,
+    ROW,
+    check_readable,
+    framework_cause,
+    iter_chunks,
+    resolve_paths,
+)
 from framework.data.validation import REJECT, ValidationReport, validate_frame
 from framework.errors import ConfigError, DataValidationError, FrameworkError
 from framework.store.registry import ModelRegistry, ModelVersion
@@ -267,6 +274,7 @@ def score(cfg: RootConfig, output_dir: Path) -> ScoreResult:
     if settings.input is None:
         raise ConfigError(["score.input: required for task=score (a file, folder or glob)"])
     files = resolve_paths(settings.input, "score.input")
+    check_readable(files, settings.separator, settings.encoding)
     store = ModelRegistry(cfg.store.path)
     version = store.resolve(cfg.model_name, cfg.version or cfg.serve.alias)
     version.verify()
@@ -386,8 +394,11 @@ def score(cfg: RootConfig, output_dir: Path) -> ScoreResult:
             else {"drift": drift.drift, "drifted": drift.drifted, "untestable": drift.untestable},
         }
         (partial / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(partial, ignore_errors=True)
+        cause = framework_cause(exc)
+        if cause is not None and cause is not exc:
+            raise cause from None  # a bad file found mid-read: its own message and status
         raise
     _replace(partial, final)
     return ScoreResult(

@@ -323,13 +323,13 @@ def _get(ref: Any) -> Any:
     """``ray.get``, with the framework's own errors raised as themselves (exit statuses)."""
     import ray
 
-    from framework.errors import FrameworkError
+    from framework.data.files import framework_cause
 
     try:
         return ray.get(ref)
     except ray.exceptions.RayTaskError as exc:
-        cause = getattr(exc, "cause", None)
-        if isinstance(cause, FrameworkError):
+        cause = framework_cause(exc)
+        if cause is not None:
             raise cause from None
         raise
 

@@ -13,7 +13,7 @@ from framework.training.model import ModelPlugin
 
 class SgdClassifierConfig(ModelConfig):
     type: Literal["sgd_classifier"] = "sgd_classifier"
-    alpha: NonNegativeFloat = Field(1e-4, description="L2 penalty.")
+    alpha: NonNegativeFloat = Field(1e-3, description="Regularization strength.")
     penalty: Literal["l2", "l1", "elasticnet"] = Field("l2", description="Regularization.")
     l1_ratio: float = Field(
         0.15, ge=0, le=1, description="Elastic net mixing (penalty=elasticnet)."

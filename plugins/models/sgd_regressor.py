@@ -16,7 +16,7 @@ class SgdRegressorConfig(ModelConfig):
     loss: Literal["squared_error", "huber", "epsilon_insensitive"] = Field(
         "squared_error", description="Loss; huber is robust to outlying targets."
     )
-    alpha: NonNegativeFloat = Field(1e-4, description="L2 penalty.")
+    alpha: NonNegativeFloat = Field(1e-3, description="Regularization strength.")
     penalty: Literal["l2", "l1", "elasticnet"] = Field("l2", description="Regularization.")
     learning_rate: Literal["constant", "invscaling", "adaptive"] = Field(
         "invscaling", description="Step size schedule."

@@ -83,7 +83,7 @@ def test_unreadable_files_are_named(tmp_path: Path, make, error, text) -> None:
 
 
 def test_paths_name_the_field_when_they_hold_nothing(tmp_path: Path) -> None:
-    with pytest.raises(InputPathError, match="score.input: the glob .* matches no file"):
+    with pytest.raises(InputPathError, match=r"score.input: the glob .* matches no file"):
         resolve_paths(str(tmp_path / "*.csv"), "score.input")
     with pytest.raises(InputPathError, match="holds no"):
         resolve_paths(str(tmp_path), "data.source.path")

@@ -1,0 +1,1 @@
+"""Adds the working directory's ``conf/`` folder to Hydra's config search path."""
