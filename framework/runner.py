@@ -263,6 +263,7 @@ def run_explain(cfg: RootConfig, output_dir: Path, console: Console) -> int:
 
 def run_card(cfg: RootConfig, output_dir: Path, console: Console) -> int:
     """Render a version's model card again (``card`` fields set now fill its to-dos)."""
+    from framework.data.files import write_atomic
     from framework.governance.card import render_card, version_inputs
 
     store = ModelRegistry(cfg.store.path)
@@ -272,7 +273,7 @@ def run_card(cfg: RootConfig, output_dir: Path, console: Console) -> int:
     folder = output_dir / "card"
     folder.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():
-        (folder / name).write_bytes(data)
+        write_atomic(folder / name, data)
     console.print(f"Model card of {version.name} v{version.version}: {folder / 'model_card.md'}")
     console.print(f"HTML: {folder / 'model_card.html'} ({len(files) - 2} plots beside it)")
     if todo:

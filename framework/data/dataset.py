@@ -26,6 +26,8 @@ class Dataset:
     #: Set when the rows were streamed in chunks: ``frame`` is then only a sample and the
     #: fingerprint was computed chunk by chunk over every row.
     digest: str | None = None
+    #: The reference profile computed while streaming (exact counts, sampled quantiles).
+    profile: dict | None = None
 
     @property
     def fingerprint(self) -> str:

@@ -96,6 +96,21 @@ def resolve_paths(path: str, field: str, suffixes: tuple[str, ...] | None = None
     return [given]
 
 
+def write_atomic(path: Path, data: bytes | str) -> Path:
+    """Write a whole file beside ``path`` and rename it into place: a run that fails midway
+    never leaves a partial file under the final name."""
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    if isinstance(data, str):
+        partial.write_text(data)
+    else:
+        partial.write_bytes(data)
+    os.replace(partial, path)
+    return path
+
+
 def check_readable(files: list[Path], separator: str = ",", encoding: str = "utf-8") -> None:
     """Fail early, naming the file, on one that is empty or not a table at all (before a
     distributed read starts): a CSV's header line, a Parquet file's footer."""

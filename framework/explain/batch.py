@@ -101,7 +101,13 @@ def explain_file(cfg: RootConfig, output_dir: Path) -> ExplainResult:
     out.parent.mkdir(parents=True, exist_ok=True)
     id_frame = raw[[c for c in ids if c in raw.columns]].reset_index(drop=True)
     id_frame.insert(0, "row", np.arange(len(raw)))
-    wide_frame(found, id_frame).to_parquet(out, index=False)
+    import io
+
+    from framework.data.files import write_atomic
+
+    buffer = io.BytesIO()
+    wide_frame(found, id_frame).to_parquet(buffer, index=False)
+    write_atomic(out, buffer.getvalue())
     from framework.explain.report import write_report
 
     report = write_report(

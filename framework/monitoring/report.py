@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from framework.data.files import write_atomic
 from framework.monitoring.drift import DriftReport, FeatureDrift
 
 
@@ -129,7 +130,7 @@ def write_report(
     folder.mkdir(parents=True, exist_ok=True)
     document = {"created_at": time.time(), **context, **report.to_dict()}
     json_path = folder / f"{stem}.json"
-    json_path.write_text(json.dumps(finite(document), indent=2, default=str))
+    write_atomic(json_path, json.dumps(finite(document), indent=2, default=str))
     html_path = folder / f"{stem}.html"
-    html_path.write_text(render_html(report, context))
+    write_atomic(html_path, render_html(report, context))
     return json_path, html_path

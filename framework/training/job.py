@@ -223,7 +223,7 @@ def train(
         files = {
             "model.onnx": served_bytes,
             "profile.json": json.dumps(
-                reference_profile(parts.train, data, task), indent=2
+                dataset.profile or reference_profile(parts.train, data, task), indent=2
             ).encode(),
             "reference.npz": reference_rows(
                 parts.train, data, task, cfg.monitor.drift.reference_rows, cfg.train.seed
@@ -382,7 +382,14 @@ def _train_streaming(
             .remote(cfg, task, scanned.train, classes, weights, base and base.pipeline)
         )
         fit_seconds = time.perf_counter() - started
-    dataset = Dataset(scanned.train, data, scanned.report, scanned.noise, digest=scanned.digest)
+    dataset = Dataset(
+        scanned.train,
+        data,
+        scanned.report,
+        scanned.noise,
+        digest=scanned.digest,
+        profile=scanned.profile,
+    )
     parts = Splits(scanned.train, scanned.validation, scanned.test, counts=scanned.counts)
     info = {
         "chunk_rows": data.source.chunk_rows,
@@ -400,7 +407,8 @@ def _train_streaming(
         "approximate": [
             "cleaning statistics (imputation, clipping, scaling, encoding) fitted on the "
             "training sample",
-            "profile quantiles and drift reference from the training sample",
+            "profile quantiles and bins, and the drift reference, from the training sample "
+            "(counts, missing rates, means, deviations, extremes and frequencies are exact)",
             "metrics and gates on the held-out samples",
             "split drawn per row (not stratified)",
             "outlier flags in the check report use each chunk's fences",

@@ -33,6 +33,7 @@ from framework import registry
 from framework.config import RootConfig
 from framework.config.data import DataConfig
 from framework.data.noise import NoiseReport, inject_noise
+from framework.data.profile import StreamingProfile
 from framework.data.source import source_chunks
 from framework.data.validation import ValidationReport, validate_frame
 from framework.errors import ConfigError
@@ -140,6 +141,7 @@ class Scan:
     chunks: int = 0
     seconds: float = 0.0
     peak_rss_mb: float = 0.0
+    profile: dict[str, Any] | None = None
 
 
 def scan(cfg: RootConfig, task: str) -> Scan:
@@ -162,6 +164,7 @@ def scan(cfg: RootConfig, task: str) -> Scan:
     classes: dict[str, int] = {}
     digest = hashlib.sha256()
     chunks = 0
+    streamed = StreamingProfile(data, task)
     for part in checked_chunks(cfg, task):
         chunks += 1
         report.merge(part.report, data.checks.max_examples)
@@ -174,6 +177,8 @@ def scan(cfg: RootConfig, task: str) -> Scan:
             rows = part.frame[part.split == label]
             counts[name] += len(rows)
             samples[label].add(rows)
+            if label == TRAIN:
+                streamed.add(rows)
             if label == TRAIN and task == "classification":
                 for cls, n in rows[data.target].value_counts().items():
                     classes[str(cls)] = classes.get(str(cls), 0) + int(n)
@@ -188,10 +193,11 @@ def scan(cfg: RootConfig, task: str) -> Scan:
 
         raise DataValidationError("no training rows after the checks", path="data.checks")
     columns = list(data.columns)
+    train_sample = samples[TRAIN].frame(columns)
     return Scan(
         report=report,
         noise=noise,
-        train=samples[TRAIN].frame(columns),
+        train=train_sample,
         validation=samples[VALIDATION].frame(columns),
         test=samples[TEST].frame(columns),
         counts=counts,
@@ -200,6 +206,7 @@ def scan(cfg: RootConfig, task: str) -> Scan:
         chunks=chunks,
         seconds=time.perf_counter() - started,
         peak_rss_mb=peak_rss_mb(),
+        profile=streamed.finish(train_sample),
     )
 
 

@@ -137,3 +137,33 @@ def test_reasons_mode_keeps_every_row_and_says_why(tmp_path: Path) -> None:
     assert why[10] == "range check failed in column 'x': value 500"
     assert why[20] == "category check failed in column 'kind': value zzz"
     assert why[30] is None and np.isnan(frame.loc[30, "x"])  # a missing token is missing
+
+
+def test_streamed_profile_is_exact_where_exact_is_cheap() -> None:
+    from framework.config.data import DataConfig
+    from framework.data.profile import StreamingProfile, reference_profile
+    from plugins.sources.csv import CsvConfig
+
+    data = DataConfig(name="t", source=CsvConfig(path="t.csv"), columns=SCHEMA)
+    frame, _ = validate_frame(table(1000).astype(str), SCHEMA, ChecksConfig())
+    streamed = StreamingProfile(data, "classification")
+    for start in range(0, 1000, 128):
+        streamed.add(frame.iloc[start : start + 128])
+    sample = frame.sample(100, random_state=0)
+    found = streamed.finish(sample)
+    whole = reference_profile(frame, data, "classification")
+    assert found["rows"] == whole["rows"] == 1000
+    for name in ("x", "kind", "y"):
+        mine, exact = found["features"][name], whole["features"][name]
+        assert mine["count"] == exact["count"]
+        assert mine["missing_rate"] == pytest.approx(exact["missing_rate"])
+        for key in ("mean", "std", "min", "max"):
+            if key in exact:
+                assert mine[key] == pytest.approx(exact[key], rel=1e-9), (name, key)
+        if "frequencies" in exact:
+            assert mine["frequencies"] == pytest.approx(exact["frequencies"])
+    # quantiles come from the sample, and say so
+    assert found["approximate"]["from"] == "a uniform sample of 100 of 1000 training rows"
+    assert found["features"]["x"]["quantiles"] == reference_profile(
+        sample, data, "classification"
+    )["features"]["x"]["quantiles"]
