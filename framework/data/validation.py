@@ -173,6 +173,10 @@ def _coerce(raw: pd.Series, spec: ColumnSpec) -> pd.Series:
 
         return raw.map(parse).astype("float64")
 
+    if pd.api.types.infer_dtype(raw, skipna=True) in ("string", "empty"):
+        # text already (CSV, string columns): no value-by-value conversion
+        return raw.astype(object).where(raw.notna(), np.nan)
+
     def text(v: Any) -> Any:
         if isinstance(v, float) and v.is_integer():
             return str(int(v))

@@ -92,3 +92,17 @@ def test_promote_and_rollback_move_aliases_atomically(tmp_path: Path) -> None:
     actions = [(e["action"], e.get("alias"), e.get("from"), e.get("to")) for e in store.audit("m")]
     assert ("promote", "champion", 1, 2) in actions and ("rollback", "champion", 2, 1) in actions
     assert store.verify_audit("m") == []
+
+
+def test_retraining_loop_updates_the_champion_when_told_to(tmp_path: Path) -> None:
+    from framework.config.monitor import RetrainConfig
+    from framework.monitoring.retrain import RetrainLoop
+
+    store = ModelRegistry(tmp_path)
+    loop = RetrainLoop(store, "m", RetrainConfig(enabled=True, mode="update"), lambda: "x")
+    assert loop.overrides()[0] == "task=train"  # no champion yet: a first version is trained
+    store.register("m", {"model.onnx": b"1"}, {"task": "classification"}, alias="champion")
+    store.register("m", {"model.onnx": b"2"}, {"task": "classification"}, alias="champion")
+    assert loop.overrides()[:3] == ["task=update", "version=2", "train.alias=challenger"]
+    plain = RetrainLoop(store, "m", RetrainConfig(enabled=True), lambda: "x")
+    assert plain.overrides()[:2] == ["task=train", "train.alias=challenger"]
