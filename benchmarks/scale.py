@@ -97,9 +97,20 @@ class Cgroup:
         return int((self.path / "memory.max_usage_in_bytes").read_text()) / 2**20
 
     def close(self) -> None:
-        if self.path is not None:
-            with contextlib.suppress(OSError):
-                self.path.rmdir()
+        """Stop whatever the command left in the cgroup (a killed driver leaves its Ray
+        processes behind), then remove it."""
+        if self.path is None:
+            return
+        for _ in range(50):
+            pids = [int(p) for p in (self.path / "cgroup.procs").read_text().split()]
+            if not pids:
+                break
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, 9)
+            time.sleep(0.1)
+        with contextlib.suppress(OSError):
+            self.path.rmdir()
 
 
 def run_measured(argv: list[str], cwd: Path, cgroup: Cgroup | None = None) -> dict:

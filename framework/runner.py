@@ -16,16 +16,23 @@ from framework.progress import Stages
 from framework.store.registry import ModelRegistry
 
 
-def run_train(cfg: RootConfig, output_dir: Path, console: Console) -> int:
+def joined_stages(cfg: RootConfig, console: Console) -> Stages:
+    """The stage printer of a task, after its first stage: join or start Ray."""
     from framework.cluster import announce, ensure_ray
+
+    stages = Stages(console)
+    with stages.stage("join or start Ray"):
+        conn = ensure_ray(cfg.ray)
+    announce(console, conn)
+    return stages
+
+
+def run_train(cfg: RootConfig, output_dir: Path, console: Console) -> int:
 
     console.print(
         f"[bold]train[/] {cfg.model.type} on {cfg.data.name} -> registry {cfg.store.path}"
     )
-    stages = Stages(console)
-    with stages.stage("join or start Ray"):  # first, before the training code is imported
-        conn = ensure_ray(cfg.ray)
-    announce(console, conn)
+    stages = joined_stages(cfg, console)  # first, before the training code is imported
     from framework.summary import print_train_summary
     from framework.training.job import train
 
@@ -285,17 +292,13 @@ def run_reproduce(cfg: RootConfig, output_dir: Path, console: Console) -> int:
     """Rebuild a version from its manifest; exit 0 when identical, 8 with the differences."""
     from rich.table import Table
 
-    from framework.cluster import announce, ensure_ray
     from framework.errors import ReproductionError
     from framework.governance.reproduce import reproduce
 
     console.print(
         f"[bold]reproduce[/] {cfg.model_name} {cfg.version or cfg.serve.alias} from its manifest"
     )
-    stages = Stages(console)
-    with stages.stage("join or start Ray"):
-        conn = ensure_ray(cfg.ray)
-    announce(console, conn)
+    stages = joined_stages(cfg, console)
     found = reproduce(cfg, output_dir, stages)
     table = Table(title=f"Test metrics of v{found.version.version}", title_justify="left")
     for column in ("metric", "recorded", "rebuilt", "difference"):
@@ -328,16 +331,12 @@ def run_reproduce(cfg: RootConfig, output_dir: Path, console: Console) -> int:
 
 def run_update(cfg: RootConfig, output_dir: Path, console: Console) -> int:
     """Continue a registered version on new data; register the result (``parent: N``)."""
-    from framework.cluster import announce, ensure_ray
 
     console.print(
         f"[bold]update[/] {cfg.model_name} v{cfg.version} on {cfg.data.name} -> registry "
         f"{cfg.store.path}"
     )
-    stages = Stages(console)
-    with stages.stage("join or start Ray"):
-        conn = ensure_ray(cfg.ray)
-    announce(console, conn)
+    stages = joined_stages(cfg, console)
     from framework.summary import print_train_summary
     from framework.training.update import update
 
@@ -348,16 +347,12 @@ def run_update(cfg: RootConfig, output_dir: Path, console: Console) -> int:
 
 def run_score(cfg: RootConfig, output_dir: Path, console: Console) -> int:
     """Score files in bulk on Ray Data; predictions, rejects and a drift report."""
-    from framework.cluster import announce, ensure_ray
     from framework.scoring.batch import score
 
     console.print(
         f"[bold]score[/] {cfg.score.input} with {cfg.model_name} {cfg.version or cfg.serve.alias}"
     )
-    stages = Stages(console)
-    with stages.stage("join or start Ray"):
-        conn = ensure_ray(cfg.ray)
-    announce(console, conn)
+    joined_stages(cfg, console)
     result = score(cfg, output_dir)
     console.print(
         f"Scored {result.scored:,} of {result.rows_in:,} rows from {result.files} file(s) with "
@@ -378,8 +373,8 @@ def run_score(cfg: RootConfig, output_dir: Path, console: Console) -> int:
             )
         )
     console.print(
-        f"Results: {result.output} (predictions.parquet, rejects.parquet, "
-        "summary.json, drift.json/html)"
+        f"Results: {result.output} (predictions/ and rejects/: Parquet parts; summary.json, "
+        "drift.json/html)"
     )
     return 0
 

@@ -37,9 +37,10 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 class Chunk:
     """At most ``chunk_rows`` rows of one file, with their origin.
 
-    ``frame`` holds the table's columns plus ``__file`` (the file), ``__row`` (the 1-based
-    data row in that file, header not counted) and ``__error`` (why a row could not be read,
-    else None). ``index`` counts chunks over the whole source, from 0.
+    ``frame`` holds the table's columns plus ``__file`` (the file, categorical), ``__row``
+    (the 1-based data row in that file, header not counted) and, for CSV, ``__error`` (why a
+    row could not be read, else None; Parquet rows are always readable). ``index`` counts
+    chunks over the whole source, from 0.
     """
 
     frame: pd.DataFrame
@@ -168,12 +169,19 @@ def iter_chunks(
                 frame = frame.head(left)
                 left -= len(frame)
             if len(frame):
-                reason = frame[ERROR]
-                frame[ERROR] = reason.astype(object).where(reason.notna(), None)
+                if ERROR in frame.columns:
+                    reason = frame[ERROR]
+                    frame[ERROR] = reason.astype(object).where(reason.notna(), None)
+                frame[FILE] = constant(str(path), len(frame))
                 yield Chunk(frame, str(path), index)
                 index += 1
             if left is not None and left <= 0:
                 return
+
+
+def constant(value: str, rows: int) -> pd.Categorical:
+    """A column of one repeated text, stored once (no string per row)."""
+    return pd.Categorical.from_codes(np.zeros(rows, dtype=np.int8), categories=[value])
 
 
 def read_all(files: list[Path], **options: Any) -> pd.DataFrame:
@@ -205,9 +213,7 @@ def _parquet_frames(
     try:
         for batch in handle.iter_batches(batch_size=chunk_rows, columns=wanted):
             frame = batch.to_pandas()
-            frame[FILE] = str(path)
             frame[ROW] = np.arange(row, row + len(frame), dtype=np.int64)
-            frame[ERROR] = None
             row += len(frame)
             yield frame
     except (pa.ArrowException, OSError) as exc:  # a truncated or corrupt row group
@@ -215,6 +221,28 @@ def _parquet_frames(
             f"{path}: cannot read past data row {row - 1} ({exc})",
             hint="the file is truncated or corrupt; rows before it were read",
         ) from None
+
+
+def arrow_chunks(path: Path, chunk_rows: int, columns: list[str] | None) -> Iterator[Any]:
+    """A Parquet file's chunks as Arrow tables with ``__file`` (dictionary) and ``__row``:
+    the same rows as ``iter_chunks``, for readers that hand Arrow on (Ray Data)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    handle = pq.ParquetFile(path)
+    names = handle.schema_arrow.names
+    wanted = [c for c in columns if c in names] if columns is not None else None
+    name = pa.array([str(path)])
+    row = 1
+    for batch in handle.iter_batches(batch_size=chunk_rows, columns=wanted):
+        n = batch.num_rows
+        table = pa.Table.from_batches([batch])
+        table = table.append_column(
+            FILE, pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), name)
+        )
+        table = table.append_column(ROW, pa.array(np.arange(row, row + n, dtype=np.int64)))
+        row += n
+        yield table
 
 
 # -------------------------------------------------------------------------------------- CSV

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol
 
 from framework.config.data import SourceConfig
-from framework.data.files import ERROR, FILE, ROW, Chunk
+from framework.data.files import FILE, ROW, Chunk, constant
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,9 +33,8 @@ def frame_chunks(frame: pd.DataFrame, chunk_rows: int, origin: str) -> Iterator[
 
     for index, start in enumerate(range(0, len(frame), chunk_rows)):
         part = frame.iloc[start : start + chunk_rows].reset_index(drop=True)
-        part[FILE] = origin
+        part[FILE] = constant(origin, len(part))
         part[ROW] = np.arange(start + 1, start + 1 + len(part), dtype=np.int64)
-        part[ERROR] = None
         yield Chunk(part, origin, index)
 
 

@@ -1,26 +1,27 @@
 """``task=score``: score files in bulk on Ray Data with a pool of ONNX Runtime actors.
 
-The graph: a Ray Data read of the input files (one read task per file, each streaming blocks
-of ``score.batch_rows`` rows that name their file and row) -> ``map_batches`` over an actor
-pool of ``Scorer`` (the version's request checks, then its ONNX model) -> the driver streams
-the results into ``predictions.parquet`` and ``rejects.parquet``.
+The graph: a Ray Data read of the input files (one read task per file, streaming chunks of
+``score.batch_rows`` rows that name their file and row; Parquet as Arrow) -> ``map_batches``
+over an actor pool of ``Scorer``: the version's request checks, its ONNX model, and the
+block's predictions and rejects written as Parquet parts. Only counts, the block's check
+report and a small drift sample travel back to the driver.
 
 Nothing is dropped silently: every row read comes back either scored or rejected with its
 reason (a value the served API would refuse: not a number, out of range, an unknown
 category, a missing required value, a line that could not be read), and the summary checks
-``rows in = scored + rejected``. The scorers hand a uniform sample of the rows they scored to
-one collector actor, which also merges their check reports: the drift report of the scored
-data against the version's reference comes from it.
+``rows in = scored + rejected``. The drift report of the scored data against the version's
+reference comes from the samples.
 
 Results are written into a folder beside the output and renamed into place only when the run
 completed, so a failed run never leaves output that looks complete. On a multi-node cluster
-the read tasks and actors spread over the nodes; the input must be readable from every node
-(shared storage), and the results are written by the driver.
+the read tasks and actors spread over the nodes; input and output must be on storage every
+node reaches (a shared file system).
 """
 
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -35,7 +36,9 @@ from framework.config.data import ChecksConfig, ColumnSpec, OutlierCheck
 from framework.data.files import (
     FILE,
     ROW,
+    arrow_chunks,
     check_readable,
+    file_format,
     framework_cause,
     iter_chunks,
     resolve_paths,
@@ -62,25 +65,6 @@ def scoring_columns(version: ModelVersion) -> tuple[dict[str, ColumnSpec], list[
     return features, ids
 
 
-class Collector:
-    """One actor: a uniform sample of scored rows (for drift) and the merged check report."""
-
-    def __init__(self, rows: int, seed: int, max_examples: int):
-        from framework.training.stream import Reservoir
-
-        self.sample = Reservoir(rows, seed)
-        self.report = ValidationReport(rows_in=0)
-        self.max_examples = max_examples
-        self.predictions: list[np.ndarray] = []
-
-    def add(self, rows: pd.DataFrame, report: ValidationReport) -> None:
-        self.sample.add(rows)
-        self.report.merge(report, self.max_examples)
-
-    def result(self) -> tuple[pd.DataFrame | None, ValidationReport, int]:
-        return self.sample.sample, self.report, self.sample.seen
-
-
 class Scorer:
     """An actor of the pool: checks a block's rows and predicts the good ones."""
 
@@ -93,10 +77,12 @@ class Scorer:
         ids: list[str],
         threads: int,
         missing_tokens: list[str],
-        collector: Any,
         seed: int,
-        drift_rows: int,
+        drift_rows_per_block: int,
+        folder: str,
     ):
+        import uuid
+
         from framework.export.predictor import OnnxPredictor
         from framework.export.signature import Signature
 
@@ -106,12 +92,14 @@ class Scorer:
         self.columns = columns
         self.ids = ids
         self.checks = STRICT.model_copy(update={"missing_tokens": missing_tokens})
-        self.collector = collector
         self.rng = np.random.default_rng(seed)
-        self.drift_rows = drift_rows
+        self.drift_rows_per_block = drift_rows_per_block
+        self.folder = Path(folder)
+        self.schema = output_schema(self.signature, ids)
+        self.name = uuid.uuid4().hex[:12]
+        self.written = 0
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        import ray
 
         try:
             checked, report = validate_frame(
@@ -125,17 +113,22 @@ class Scorer:
         good = checked[REJECT].isna().to_numpy()
         out = pd.DataFrame(
             {
-                "source_file": batch[FILE].astype(str).to_numpy(),
+                "source_file": batch[FILE].to_numpy()
+                if not isinstance(batch[FILE].dtype, pd.CategoricalDtype)
+                else batch[FILE].array,
                 "source_row": batch[ROW].to_numpy(dtype=np.int64),
             }
         )
         for name in self.ids:
-            values = batch[name] if name in batch.columns else pd.Series(None, index=batch.index)
-            out[name] = values.astype(object).where(values.notna(), None).astype(str).to_numpy()
-            out.loc[values.isna().to_numpy(), name] = None
+            # as read (text or typed); written as text by Arrow
+            out[name] = batch[name].to_numpy() if name in batch.columns else None
         signature = self.signature
         n = len(batch)
-        labels = np.full(n, None, dtype=object)
+        labels = (
+            np.full(n, None, dtype=object)
+            if signature.classification
+            else np.full(n, np.nan, dtype=np.float64)
+        )
         scores = (
             np.full((n, len(signature.classes)), np.nan, dtype=np.float64)
             if signature.classification
@@ -148,24 +141,57 @@ class Scorer:
                 labels[good] = np.asarray(predicted.labels).astype(str)
                 scores[good] = predicted.scores  # type: ignore[index]
             else:
-                labels = np.full(n, np.nan, dtype=np.float64)
                 labels[good] = predicted.labels
             # a random part of every block for the drift report (blocks are of equal size,
             # so the collector's sample is close to uniform over the scored rows)
-            take = self.rng.permutation(len(features))[: self.drift_rows]
+            take = self.rng.permutation(len(features))[: self.drift_rows_per_block]
             sample = features.iloc[take].assign(__prediction=np.asarray(predicted.labels)[take])
-            ray.get(self.collector.add.remote(sample.reset_index(drop=True), report))
         else:
-            ray.get(self.collector.add.remote(pd.DataFrame(), report))
-        if not signature.classification and not good.any():
-            labels = np.full(n, np.nan, dtype=np.float64)
+            sample = pd.DataFrame()
         out["prediction"] = labels
         if scores is not None:
             for j, cls in enumerate(signature.classes):
                 out[f"score_{cls}"] = scores[:, j]
         out["version"] = np.full(n, self.version, dtype=np.int64)
         out["reject_reason"] = checked[REJECT].to_numpy()
-        return out
+        return self.write(out, report, sample.reset_index(drop=True))
+
+    def write(
+        self, out: pd.DataFrame, report: ValidationReport, sample: pd.DataFrame
+    ) -> pd.DataFrame:
+        """Write a block's predictions and rejects as Parquet parts; return one row: the
+        counts, the block's check report and its drift sample (pickled: they go only from
+        these actors to the driver that started them)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        table = conform(pa.Table.from_pandas(out, preserve_index=False), self.schema)
+        bad = pc.is_valid(table["reject_reason"])
+        good = table.filter(pc.invert(bad)).drop_columns(["reject_reason"])
+        rejected = table.filter(bad).select(rejects_names(self.schema))
+        part = f"part-{self.name}-{self.written:05d}.parquet"
+        self.written += 1
+        # dictionary pages only where values repeat (scores and ids would only pay for them)
+        dictionary = ["source_file", "prediction"]
+        if good.num_rows:
+            pq.write_table(good, self.folder / PREDICTIONS / part, use_dictionary=dictionary)
+        reasons: dict[str, int] = {}
+        if rejected.num_rows:
+            pq.write_table(rejected, self.folder / REJECTS / part, use_dictionary=dictionary)
+            for reason in rejected["reject_reason"].to_pylist():
+                kind = reason_kind(reason)
+                reasons[kind] = reasons.get(kind, 0) + 1
+        return pd.DataFrame(
+            {
+                "rows": [table.num_rows],
+                "scored": [good.num_rows],
+                "rejected": [rejected.num_rows],
+                "reasons": [json.dumps(reasons)],
+                "report": [pickle.dumps(report)],
+                "sample": [pickle.dumps(sample)],
+            }
+        )
 
 
 @dataclass
@@ -230,6 +256,9 @@ class TableFiles:
         return _Files()
 
     def read(self, file: str) -> Any:
+        if file_format(Path(file)) == "parquet":  # Arrow blocks: no pandas round trip here
+            yield from arrow_chunks(Path(file), self.rows, self.columns)
+            return
         for chunk in iter_chunks(
             [Path(file)],
             self.rows,
@@ -240,13 +269,25 @@ class TableFiles:
             yield chunk.frame
 
 
-def _output_schema(signature: Any, ids: list[str]) -> Any:
+#: Folders of Parquet parts in the output, one part per scored block.
+PREDICTIONS, REJECTS = "predictions", "rejects"
+
+
+def rejects_names(schema: Any) -> list[str]:
+    ids = [f.name for f in schema if f.name not in ("source_file", "source_row", "prediction",
+                                                    "version", "reject_reason")
+           and not f.name.startswith("score_")]  # fmt: skip
+    return ["source_file", "source_row", *ids, "version", "reject_reason"]
+
+
+def output_schema(signature: Any, ids: list[str]) -> Any:
     import pyarrow as pa
 
-    fields = [pa.field("source_file", pa.string()), pa.field("source_row", pa.int64())]
+    text = pa.dictionary(pa.int32(), pa.string())  # a few distinct values, stored once each
+    fields = [pa.field("source_file", text), pa.field("source_row", pa.int64())]
     fields += [pa.field(name, pa.string()) for name in ids]
     if signature.classification:
-        fields.append(pa.field("prediction", pa.string()))
+        fields.append(pa.field("prediction", text))
         fields += [pa.field(f"score_{c}", pa.float64()) for c in signature.classes]
     else:
         fields.append(pa.field("prediction", pa.float64()))
@@ -262,13 +303,13 @@ def reason_kind(reason: str) -> str:
 def score(cfg: RootConfig, output_dir: Path) -> ScoreResult:
     """Score ``score.input`` with ``version`` (or ``serve.alias``); see the module docs."""
     import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
     import ray
 
     from framework.export.signature import Signature
     from framework.monitoring.job import detector_for, drift_of
     from framework.monitoring.report import write_report
+    from framework.training.stream import Reservoir
 
     settings = cfg.score
     if settings.input is None:
@@ -283,19 +324,17 @@ def score(cfg: RootConfig, output_dir: Path) -> ScoreResult:
     final = Path(settings.output) if settings.output else output_dir / "scores"
     partial = final.with_name(f".{final.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
+    (partial / PREDICTIONS).mkdir(parents=True)
+    (partial / REJECTS).mkdir()
     started = time.perf_counter()
     try:
         reader = TableFiles(
             files, settings.batch_rows, settings.separator, settings.encoding, [*columns, *ids]
         )
-        dataset = ray.data.read_datasource(reader.datasource(), num_cpus=settings.read_cpus)
-        collector = (
-            ray.remote(Collector)
-            .options(num_cpus=0)
-            .remote(settings.drift_rows, cfg.train.seed, cfg.data.checks.max_examples)
+        dataset = ray.data.read_datasource(
+            reader.datasource(), num_cpus=settings.read_cpus, override_num_blocks=len(files)
         )
-        per_actor = max(1, settings.drift_rows // 8)
+        per_block = max(1, settings.drift_rows // 8)
         scored = dataset.map_batches(
             Scorer,
             batch_size=None,
@@ -310,45 +349,37 @@ def score(cfg: RootConfig, output_dir: Path) -> ScoreResult:
                 "ids": ids,
                 "threads": settings.onnx_threads,
                 "missing_tokens": list(cfg.data.checks.missing_tokens),
-                "collector": collector,
                 "seed": cfg.train.seed,
-                "drift_rows": per_actor,
+                "drift_rows_per_block": per_block,
+                "folder": str(partial),
             },
         )
-        schema = _output_schema(signature, ids)
-        predictions = pq.ParquetWriter(
-            partial / "predictions.parquet", schema.remove(len(schema) - 1)
-        )
-        rejects_schema = pa.schema(
-            [
-                schema.field(n)
-                for n in ("source_file", "source_row", *ids, "version", "reject_reason")
-            ]
-        )
-        rejects = pq.ParquetWriter(partial / "rejects.parquet", rejects_schema)
         rows_in = good_rows = bad_rows = 0
         reasons: dict[str, int] = {}
-        try:
-            for batch in scored.iter_batches(batch_size=None, batch_format="pyarrow"):
-                table = _conform(batch, schema)
-                bad = pc.is_valid(table["reject_reason"])
-                rows_in += table.num_rows
-                good = table.filter(pc.invert(bad)).drop_columns(["reject_reason"])
-                rejected = table.filter(bad).select(rejects_schema.names)
-                if good.num_rows:
-                    predictions.write_table(good)
-                if rejected.num_rows:
-                    rejects.write_table(rejected)
-                    for reason in rejected["reject_reason"].to_pylist():
-                        kind = reason_kind(reason)
-                        reasons[kind] = reasons.get(kind, 0) + 1
-                good_rows += good.num_rows
-                bad_rows += rejected.num_rows
-        finally:
-            predictions.close()
-            rejects.close()
-        sample, report, _ = ray.get(collector.result.remote())
-        ray.kill(collector)
+        report = ValidationReport(rows_in=0)
+        drift_sample = Reservoir(settings.drift_rows, cfg.train.seed)
+        for counts in scored.iter_batches(batch_size=None, batch_format="pandas"):
+            for blob in counts["report"]:
+                report.merge(pickle.loads(blob), cfg.data.checks.max_examples)
+            for blob in counts["sample"]:
+                drift_sample.add(pickle.loads(blob))
+            rows_in += int(counts["rows"].sum())
+            good_rows += int(counts["scored"].sum())
+            bad_rows += int(counts["rejected"].sum())
+            for text in counts["reasons"]:
+                for kind, count in json.loads(text).items():
+                    reasons[kind] = reasons.get(kind, 0) + count
+        schema = output_schema(signature, ids)
+        for folder, names in (
+            (PREDICTIONS, [n for n in schema.names if n != "reject_reason"]),
+            (REJECTS, rejects_names(schema)),
+        ):
+            if not any((partial / folder).iterdir()):  # an empty result is still a table
+                pq.write_table(
+                    pa.schema([schema.field(n) for n in names]).empty_table(),
+                    partial / folder / "part-empty.parquet",
+                )
+        sample = drift_sample.sample
         if rows_in != good_rows + bad_rows or rows_in != report.rows_in:
             raise FrameworkError(
                 f"rows read ({report.rows_in}) != scored ({good_rows}) + rejected ({bad_rows})"
@@ -414,7 +445,7 @@ def score(cfg: RootConfig, output_dir: Path) -> ScoreResult:
     )
 
 
-def _conform(batch: Any, schema: Any) -> Any:
+def conform(batch: Any, schema: Any) -> Any:
     """A result block in the fixed output schema (a block with no rejects types its reason
     column as null; ids may arrive typed)."""
     import pyarrow as pa

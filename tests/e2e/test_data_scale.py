@@ -58,8 +58,8 @@ def test_init_then_train_score_monitor_and_serve_with_no_edit(cli: Runner, tmp_p
     summary = json.loads((results / "summary.json").read_text())
     assert summary["rows_in"] == 1503 == summary["scored"] + summary["rejected"]
     assert summary["rejected"] == 4  # 'many', 'platinum', a short line, a truncated line
-    predictions = pd.read_parquet(results / "predictions.parquet")
-    rejects = pd.read_parquet(results / "rejects.parquet")
+    predictions = pd.read_parquet(results / "predictions")  # Parquet parts, one per block
+    rejects = pd.read_parquet(results / "rejects")
     assert len(predictions) == summary["scored"] and len(rejects) == 4
     assert set(predictions["version"]) == {1}
     assert set(predictions["prediction"]) <= {"ok", "fraud"}
