@@ -164,6 +164,7 @@ def test_streamed_profile_is_exact_where_exact_is_cheap() -> None:
             assert mine["frequencies"] == pytest.approx(exact["frequencies"])
     # quantiles come from the sample, and say so
     assert found["approximate"]["from"] == "a uniform sample of 100 of 1000 training rows"
-    assert found["features"]["x"]["quantiles"] == reference_profile(
-        sample, data, "classification"
-    )["features"]["x"]["quantiles"]
+    assert (
+        found["features"]["x"]["quantiles"]
+        == reference_profile(sample, data, "classification")["features"]["x"]["quantiles"]
+    )
