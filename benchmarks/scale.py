@@ -15,6 +15,9 @@
    Targets: task=score >= 1.0x PySpark's rows/s and >= 0.8x the loop's, with the scoring
    run's memory bounded by the object store limit set here.
 
+Each scoring contender runs --repeat times (2) and its best run counts: this machine's two
+cores are shared, and single runs vary by up to a third.
+
 Usage: python benchmarks/scale.py [--rows 10000000] [--fit-rows 1000000] [--skip-spark]
 """
 
@@ -296,6 +299,9 @@ def main() -> int:
         "--object-store-mb", type=int, default=1024, help="Ray object store of each run"
     )
     parser.add_argument("--pool-size", type=int, default=2, help="score.pool_size")
+    parser.add_argument(
+        "--repeat", type=int, default=2, help="scoring runs per contender; the best counts"
+    )
     parser.add_argument("--skip-spark", action="store_true", help="leave PySpark out")
     parser.add_argument(
         "--skip-limit-proof",
@@ -368,28 +374,39 @@ def main() -> int:
 
     # 2. scoring
     out = work / "scores"
-    print(f"task=score on {args.rows:,} rows...", flush=True)
-    scored = run_measured(
-        framework(
-            "task=score", "data=scale", f"store.path={registry}", "ray.address=local",
-            f"ray.object_store_memory_mb={args.object_store_mb}", f"score.input={big}",
-            f"score.output={out}", f"score.pool_size={args.pool_size}",
-            "score.batch_rows=131072",
-        ),
-        work,
-    )  # fmt: skip
-    if scored["code"] != 0:
-        print(scored["out"][-4000:])
-        return 1
-    summary = json.loads((out / "summary.json").read_text())
-    ours = summary["rows_per_s"]
+    print(f"task=score on {args.rows:,} rows, best of {args.repeat}...", flush=True)
+    runs = []
+    for _ in range(args.repeat):
+        watch = Cgroup(1 << 16)
+        scored = run_measured(
+            framework(
+                "task=score", "data=scale", f"store.path={registry}", "ray.address=local",
+                f"ray.object_store_memory_mb={args.object_store_mb}", f"score.input={big}",
+                f"score.output={out}", f"score.pool_size={args.pool_size}",
+                "score.batch_rows=131072",
+            ),
+            work,
+            watch,
+        )  # fmt: skip
+        watch.close()
+        if scored["code"] != 0:
+            print(scored["out"][-4000:])
+            return 1
+        summary = json.loads((out / "summary.json").read_text())
+        runs.append((summary["rows_per_s"], summary, scored))
+    ours, summary, scored = max(runs, key=lambda r: r[0])
     ours_wall = summary["rows_in"] / scored["seconds"]
     print("single-process pyarrow + ONNX Runtime loop...", flush=True)
-    loop = score_loop(model, signature, sorted(big.iterdir()), work / "loop.parquet")
+    loop = max(
+        score_loop(model, signature, sorted(big.iterdir()), work / "loop.parquet")
+        for _ in range(args.repeat)
+    )
     spark = spark_wall = None
     if not args.skip_spark:
         print("PySpark local[2] mapInPandas...", flush=True)
-        spark, spark_wall = score_spark(model, signature, big, work / "spark_out")
+        spark, spark_wall = max(
+            score_spark(model, signature, big, work / "spark_out") for _ in range(args.repeat)
+        )
 
     print()
     print(f"Table: {args.rows:,} rows, {on_disk:,.0f} MiB Parquet, about {in_memory_mb:,.0f} MiB "

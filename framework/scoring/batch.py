@@ -135,8 +135,9 @@ class Scorer:
             else None
         )
         if good.any():
-            features = checked.loc[good, signature.numeric + signature.categorical]
-            predicted = self.predictor.predict_frame(features)
+            names = signature.numeric + signature.categorical
+            features = checked[names] if good.all() else checked.loc[good, names]
+            predicted = self.predictor.run(self.feeds(features))
             if signature.classification:
                 labels[good] = np.asarray(predicted.labels).astype(str)
                 scores[good] = predicted.scores  # type: ignore[index]
@@ -155,6 +156,23 @@ class Scorer:
         out["version"] = np.full(n, self.version, dtype=np.int64)
         out["reject_reason"] = checked[REJECT].to_numpy()
         return self.write(out, report, sample.reset_index(drop=True))
+
+    def feeds(self, features: pd.DataFrame) -> dict[str, np.ndarray]:
+        """The model's two inputs from checked columns (floats, and text with NaN missing)."""
+        from framework.export.signature import CATEGORICAL_INPUT, MISSING_CATEGORY, NUMERIC_INPUT
+
+        feeds: dict[str, np.ndarray] = {}
+        if self.signature.numeric:
+            feeds[NUMERIC_INPUT] = np.column_stack(
+                [features[c].to_numpy(dtype=np.float32, na_value=np.nan)
+                 for c in self.signature.numeric]
+            )  # fmt: skip
+        if self.signature.categorical:
+            feeds[CATEGORICAL_INPUT] = np.column_stack(
+                [features[c].fillna(MISSING_CATEGORY).to_numpy(dtype=object)
+                 for c in self.signature.categorical]
+            )  # fmt: skip
+        return feeds
 
     def write(
         self, out: pd.DataFrame, report: ValidationReport, sample: pd.DataFrame
