@@ -433,8 +433,10 @@ def main() -> int:
           f"{summary['rejected']:,}):")  # fmt: skip
     print(
         f"  task=score (Ray Data, {args.pool_size} actors): {ours:,.0f} rows/s "
-        f"({ours_wall:,.0f} rows/s counting Ray's start), peak tree memory "
-        f"{scored['peak_tree_mb']:,.0f} MiB with a {args.object_store_mb} MiB object store"
+        f"({ours_wall:,.0f} rows/s counting Ray's start); peak memory of the run "
+        f"{scored['cgroup_peak_mb'] or float('nan'):,.0f} MiB (cgroup, page cache included; "
+        f"process tree sum {scored['peak_tree_mb']:,.0f} MiB, shared pages counted in every "
+        f"process) with a {args.object_store_mb} MiB object store"
     )
     print(
         f"  pyarrow + ONNX Runtime loop: {loop:,.0f} rows/s -> task=score is "
