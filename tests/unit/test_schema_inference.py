@@ -167,3 +167,13 @@ def test_where_pandera_infers_otherwise(written: tuple[Path, str, dict]) -> None
     assert not theirs["plan"].checks and ours["plan"]["categories"]
     # the empty column: a nullable float there, left out here
     assert kind("empty") == "float64" and "empty" not in ours
+
+
+def test_init_refuses_the_name_of_a_bundled_config(tmp_path: Path) -> None:
+    generated(100).to_csv(tmp_path / "churn.csv", index=False)
+    with pytest.raises(ConfigError, match="'churn' is a bundled data config"):
+        init_data(
+            str(tmp_path / "churn.csv"), "label", None, ",", "utf-8", None,
+            InitSettings(conf_dir=str(tmp_path / "conf")),
+        )  # fmt: skip
+    assert not (tmp_path / "conf").exists()
