@@ -170,7 +170,7 @@ def test_where_pandera_infers_otherwise(written: tuple[Path, str, dict]) -> None
 
 
 def test_init_refuses_the_name_of_a_bundled_config(tmp_path: Path) -> None:
-    generated(100).to_csv(tmp_path / "churn.csv", index=False)
+    generated(300).to_csv(tmp_path / "churn.csv", index=False)
     with pytest.raises(ConfigError, match="'churn' is a bundled data config"):
         init_data(
             str(tmp_path / "churn.csv"), "label", None, ",", "utf-8", None,
