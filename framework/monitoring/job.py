@@ -78,7 +78,10 @@ def flag_repaired(
     its values were set missing before any test saw them."""
     repaired: dict[str, list[tuple[str, int]]] = {}
     for failure in checks.failures:
-        if failure.action.startswith("repair"):
+        # a value that arrived missing (a token such as '' or 'NA') was not emptied by the
+        # checks: the missing-share test speaks for it
+        if failure.action.startswith("repair") and failure.kind not in ("missing_token",
+                                                                         "missing"):  # fmt: skip
             repaired.setdefault(failure.column, []).append((failure.kind, failure.count))
     for feature in report.features:
         found = repaired.get(feature.name)
