@@ -2,9 +2,10 @@
 from another (each with its own address on a bridge), the registry on a path both reach.
 
 On that cluster a torch model trains on two Ray Train workers on different nodes, a sweep's
-trials run on both nodes, and `task=serve` runs two replicas on different nodes; then the
-worker's Ray processes are killed under steady load with client retries (at most 3): no
-request may fail, and the time until two replicas serve again is printed.
+trials run on both nodes, `task=score`'s predictor actors run on both nodes, and `task=serve`
+runs two replicas on different nodes; then the worker's Ray processes are killed under
+steady load with client retries (at most 3): no request may fail, and the time until two
+replicas serve again is printed.
 """
 
 from __future__ import annotations
@@ -172,6 +173,41 @@ def test_a_sweeps_trials_run_on_both_nodes(cluster: TwoHosts) -> None:
     assert run.returncode == 0, run.stdout + run.stderr
     expected = sorted([cluster.head.address, cluster.worker.address])
     assert f"trials ran on 2 node(s): {', '.join(expected)}" in run.stdout, run.stdout
+
+
+def test_batch_scoring_spreads_over_both_nodes(cluster: TwoHosts) -> None:
+    """task=score on the joined cluster, with no setting about nodes: its predictor actors
+    run on both, and every row comes back scored."""
+    import re
+
+    import pandas as pd
+
+    trained = cluster.cli("model=logistic_regression", "train.alias=none", "train.latency_runs=5")
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    version = re.search(r"Registered breast_cancer version (\d+)", trained.stdout)
+    assert version is not None, trained.stdout
+    from sklearn.datasets import load_breast_cancer
+
+    from framework.data.source import snake_case
+
+    frame = load_breast_cancer(as_frame=True).frame.drop(columns=["target"])
+    frame.columns = [snake_case(c) for c in frame.columns]
+    incoming = cluster.work / "incoming"
+    incoming.mkdir()
+    rows = pd.concat([frame] * 8, ignore_index=True)
+    for i in range(4):  # one read task per file
+        rows.iloc[i::4].to_parquet(incoming / f"part-{i}.parquet", index=False)
+    # three one-CPU actors cannot fit on one two-CPU node
+    scored = cluster.cli(
+        "task=score", f"version={version.group(1)}", f"score.input={incoming}",
+        "score.pool_size=3", "score.actor_cpus=1", "score.batch_rows=256",
+        "hydra.run.dir=score_run",
+    )  # fmt: skip
+    assert scored.returncode == 0, scored.stdout + scored.stderr
+    summary = json.loads((cluster.work / "score_run" / "scores" / "summary.json").read_text())
+    assert summary["rows_in"] == summary["scored"] == len(rows)
+    actors = cluster.actors("MapWorker(MapBatches(Scorer))", alive=False)
+    assert len({a["node_id"] for a in actors}) == 2, actors
 
 
 def _serve(cluster: TwoHosts) -> tuple[subprocess.Popen[str], list[str]]:
