@@ -51,10 +51,6 @@ class Chunk:
     def rows(self) -> int:
         return len(self.frame)
 
-    def table(self) -> pd.DataFrame:
-        """The table's own columns, without the origin columns."""
-        return self.frame.drop(columns=[c for c in META if c in self.frame.columns])
-
 
 def file_format(path: Path) -> str:
     name = path.name.lower()
@@ -198,6 +194,13 @@ def read_all(files: list[Path], **options: Any) -> pd.DataFrame:
 def _parquet_frames(
     path: Path, chunk_rows: int, columns: list[str] | None
 ) -> Iterator[pd.DataFrame]:
+    for table in arrow_chunks(path, chunk_rows, columns):
+        yield table.drop_columns([FILE]).to_pandas()  # iter_chunks sets the file column
+
+
+def arrow_chunks(path: Path, chunk_rows: int, columns: list[str] | None) -> Iterator[Any]:
+    """A Parquet file's chunks as Arrow tables with ``__file`` (dictionary) and ``__row``
+    (what ``iter_chunks`` reads from Parquet, for readers that hand Arrow on: Ray Data)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -209,40 +212,22 @@ def _parquet_frames(
         raise DataValidationError(f"{path}: the file has no rows")
     names = handle.schema_arrow.names
     wanted = [c for c in columns if c in names] if columns is not None else None
+    name = pa.array([str(path)])
     row = 1
     try:
         for batch in handle.iter_batches(batch_size=chunk_rows, columns=wanted):
-            frame = batch.to_pandas()
-            frame[ROW] = np.arange(row, row + len(frame), dtype=np.int64)
-            row += len(frame)
-            yield frame
+            n = batch.num_rows
+            table = pa.Table.from_batches([batch])
+            codes = pa.array(np.zeros(n, dtype=np.int32))
+            table = table.append_column(FILE, pa.DictionaryArray.from_arrays(codes, name))
+            table = table.append_column(ROW, pa.array(np.arange(row, row + n, dtype=np.int64)))
+            row += n
+            yield table
     except (pa.ArrowException, OSError) as exc:  # a truncated or corrupt row group
         raise DataValidationError(
             f"{path}: cannot read past data row {row - 1} ({exc})",
             hint="the file is truncated or corrupt; rows before it were read",
         ) from None
-
-
-def arrow_chunks(path: Path, chunk_rows: int, columns: list[str] | None) -> Iterator[Any]:
-    """A Parquet file's chunks as Arrow tables with ``__file`` (dictionary) and ``__row``:
-    the same rows as ``iter_chunks``, for readers that hand Arrow on (Ray Data)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    handle = pq.ParquetFile(path)
-    names = handle.schema_arrow.names
-    wanted = [c for c in columns if c in names] if columns is not None else None
-    name = pa.array([str(path)])
-    row = 1
-    for batch in handle.iter_batches(batch_size=chunk_rows, columns=wanted):
-        n = batch.num_rows
-        table = pa.Table.from_batches([batch])
-        table = table.append_column(
-            FILE, pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), name)
-        )
-        table = table.append_column(ROW, pa.array(np.arange(row, row + n, dtype=np.int64)))
-        row += n
-        yield table
 
 
 # -------------------------------------------------------------------------------------- CSV

@@ -25,7 +25,7 @@ import pandas as pd
 
 from framework.config.data import ChecksConfig
 from framework.data.files import META, file_format, iter_chunks, resolve_paths
-from framework.data.source import snake_case
+from framework.data.source import DEFAULT_CHUNK_ROWS, snake_case
 from framework.errors import ConfigError, FrameworkError
 
 _TRUE = {"true", "yes", "y", "t"}
@@ -373,7 +373,7 @@ def init_data(
             hint="remove the file, or give another name with data.name=...",
         )
     defaults = set(ChecksConfig().missing_tokens)
-    profiles, rows = profile(files, chunk_rows or 100_000, separator, encoding, defaults)
+    profiles, rows = profile(files, chunk_rows or DEFAULT_CHUNK_ROWS, separator, encoding, defaults)
     if target not in profiles:
         raise ConfigError(
             [f"data.target: no column {target!r} in {path}; columns: {', '.join(profiles)}"]
@@ -381,7 +381,9 @@ def init_data(
     extra = extra_tokens(profiles, defaults)
     if extra:  # a second pass with the extra tokens read as missing
         defaults |= set(extra)
-        profiles, rows = profile(files, chunk_rows or 100_000, separator, encoding, defaults)
+        profiles, rows = profile(
+            files, chunk_rows or DEFAULT_CHUNK_ROWS, separator, encoding, defaults
+        )
     inferred: list[Inferred] = []
     left_out: list[str] = []
     for column in profiles.values():

@@ -44,9 +44,13 @@ def source_of(config: SourceConfig) -> Source:
     return registry.sources.get(config.type).impl(config)
 
 
+#: Rows per chunk when a source is streamed without ``chunk_rows`` (``task=update``).
+DEFAULT_CHUNK_ROWS = 100_000
+
+
 def source_chunks(config: SourceConfig, chunk_rows: int | None = None) -> Iterator[Chunk]:
     """The chunks of a configured source (``chunk_rows`` defaults to ``config.chunk_rows``)."""
-    rows = chunk_rows or config.chunk_rows or 100_000
+    rows = chunk_rows or config.chunk_rows or DEFAULT_CHUNK_ROWS
     source = source_of(config)
     reader = getattr(source, "iter_chunks", None)
     if reader is not None:

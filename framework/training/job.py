@@ -342,13 +342,15 @@ def _train_streaming(
     import ray
 
     from framework.data.dataset import Dataset, Splits
+    from framework.data.source import DEFAULT_CHUNK_ROWS
     from framework.training.stream import check_incremental, class_weights, fit_stream, scan
 
     data = cfg.data
     plugin = check_incremental(cfg)
     task = plugin.task
+    chunk_rows = data.source.chunk_rows or DEFAULT_CHUNK_ROWS
     with stages.stage(
-        f"scan {data.source.type} in chunks of {data.source.chunk_rows:,} rows: noise, checks, "
+        f"scan {data.source.type} in chunks of {chunk_rows:,} rows: noise, checks, "
         "split, samples (one streaming pass, in a Ray task)"
     ):
         scanned = _get(
@@ -392,7 +394,7 @@ def _train_streaming(
     )
     parts = Splits(scanned.train, scanned.validation, scanned.test, counts=scanned.counts)
     info = {
-        "chunk_rows": data.source.chunk_rows,
+        "chunk_rows": chunk_rows,
         "chunks": scanned.chunks,
         "epochs": fitted.epochs,
         "rows": scanned.counts,

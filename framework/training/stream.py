@@ -274,9 +274,7 @@ def fit_stream(
         pipeline[:-1].fit(
             model_input(train_sample, numeric, categorical), train_sample[data.target]
         )
-        epochs = plugin.epochs()
-    else:
-        epochs = plugin.epochs()
+    epochs = plugin.epochs()
     estimator = pipeline.steps[-1][1]
     known = np.array(sorted(classes)) if classes is not None else None
     rng = np.random.default_rng(cfg.train.seed)
