@@ -43,6 +43,8 @@ def main() -> None:
         from framework.data.infer import main as init_main
 
         sys.exit(init_main(sys.argv[1:]))
+    if "task=registry" in sys.argv[1:] and "verify" in sys.argv[1:]:  # task=registry verify
+        sys.argv[sys.argv.index("verify")] = "verify=true"
     warmup.start()
     try:
         hydra_main()

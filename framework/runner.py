@@ -12,8 +12,9 @@ from pathlib import Path
 from rich.console import Console
 
 from framework.config import RootConfig
+from framework.errors import RegistryError
 from framework.progress import Stages
-from framework.store.registry import ModelRegistry
+from framework.store.registry import ModelRegistry, open_registry
 
 
 def joined_stages(cfg: RootConfig, console: Console) -> Stages:
@@ -44,13 +45,38 @@ def run_train(cfg: RootConfig, output_dir: Path, console: Console) -> int:
 def run_registry(cfg: RootConfig, output_dir: Path, console: Console) -> int:
     from framework.summary import print_registry, print_version
 
-    store = ModelRegistry(cfg.store.path)
+    store = open_registry(cfg.store.path, cfg.security.audit_key_file)
+    if cfg.verify:
+        return verify_registry(cfg, store, console)
     if cfg.version is not None:
         version = store.get(cfg.model_name, cfg.version)
         version.verify()
         print_version(console, version)
     else:
         print_registry(console, store, cfg.store.model_name)
+    return 0
+
+
+def verify_registry(cfg: RootConfig, store: ModelRegistry, console: Console) -> int:
+    """``task=registry verify``: every problem printed; exit 5 when there is any."""
+    if cfg.version is not None:
+        store.get(cfg.model_name, cfg.version).verify()
+        console.print(f"{cfg.model_name} v{cfg.version}: manifest, files and audit log verified")
+        return 0
+    models = [cfg.store.model_name] if cfg.store.model_name else store.models()
+    problems = store.verify_all(cfg.store.model_name)
+    for problem in problems:
+        console.print(f"[red]FAILED[/] {problem}", highlight=False)
+    if problems:
+        raise RegistryError(
+            f"{len(problems)} problem(s) in the registry {store.root}",
+            hint="restore the named files from a backup, or re-register the versions",
+        )
+    versions = sum(len(store.versions(m)) for m in models)
+    console.print(
+        f"verified {versions} version(s) of {len(models)} model(s) in {store.root}: "
+        f"manifests, files, audit logs and aliases intact (audit key: {store.key.where})"
+    )
     return 0
 
 
@@ -237,7 +263,7 @@ def run_rollback(cfg: RootConfig, output_dir: Path, console: Console) -> int:
 def _move(cfg: RootConfig, console: Console, action: str) -> int:
     from framework.monitoring import rollout
 
-    store = ModelRegistry(cfg.store.path)
+    store = open_registry(cfg.store.path, cfg.security.audit_key_file)
     changes = getattr(rollout, action)(store, cfg.model_name, cfg.version, _actor())
     done = "Promoted" if action == "promote" else "Rolled back"
     console.print(f"{done} {cfg.model_name}: {_moves(changes)}")
@@ -273,7 +299,7 @@ def run_card(cfg: RootConfig, output_dir: Path, console: Console) -> int:
     from framework.data.files import write_atomic
     from framework.governance.card import render_card, version_inputs
 
-    store = ModelRegistry(cfg.store.path)
+    store = open_registry(cfg.store.path, cfg.security.audit_key_file)
     version = store.resolve(cfg.model_name, cfg.version or cfg.serve.alias)
     version.verify()
     files, todo = render_card(version_inputs(version, cfg.card))

@@ -167,7 +167,9 @@ def print_registry(console: Console, store: ModelRegistry, name: str | None) -> 
         console.print(table)
         audit = store.audit(model)
         problems = store.verify_audit(model)
-        chain = "hash chain intact" if not problems else f"[red]{'; '.join(problems[:3])}[/]"
+        chain = (
+            "signatures and chain intact" if not problems else f"[red]{'; '.join(problems[:3])}[/]"
+        )
         console.print(f"Audit log: {len(audit)} entries, {chain}. Latest:")
         for entry in audit[-5:]:
             moved = ""

@@ -78,6 +78,12 @@ class RootConfig(StrictModel):
         description="Model version (task=registry, promote, rollback, explain, card, reproduce, "
         "update, score).",
     )
+    verify: bool = Field(
+        False,
+        description="task=registry: verify every version (or version=N): the audit log's "
+        "signatures, chain and head, each manifest against its audited sha256 and each file "
+        "against its manifest; exit 5 on any failure. `task=registry verify` is short for it.",
+    )
     data: DataConfig
     model: ModelConfig
     train: TrainConfig = Field(default_factory=TrainConfig)

@@ -40,6 +40,7 @@ def defaults_node() -> dict[str, Any]:
     return {
         "task": "train",
         "version": None,
+        "verify": False,
         "data": data,
         "train": TrainConfig().model_dump(mode="json"),
         "ray": RayConfig().model_dump(mode="json"),

@@ -213,6 +213,11 @@ class MonitorConfig(StrictModel):
     registry_poll_s: PositiveFloat = Field(
         1.0, description="How often the monitor reads the registry aliases (task=promote etc.)."
     )
+    verify_every_s: PositiveFloat = Field(
+        30.0,
+        description="How often the monitor verifies the served versions' files, manifests and "
+        "the audit log again (a version an alias moves to is verified at once).",
+    )
     persist_state: bool = Field(
         True,
         description="Write the monitor's state (rollout step, windows, prediction ids, "

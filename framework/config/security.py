@@ -42,6 +42,12 @@ class SecurityConfig(StrictModel):
     )
     header: str = Field("x-api-key", description="Request header carrying the key.")
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    audit_key_file: str | None = Field(
+        None,
+        description="File holding the key the registry's audit log is signed with (HMAC), kept "
+        "outside the registry; relative to the working folder. null: $FRAMEWORK_AUDIT_KEY, "
+        "else a per-registry file under ~/.config/framework/audit-keys/ created on first use.",
+    )
     key_name: str | None = Field(None, description="task=api_key: name of the new key.")
     key_roles: list[Role] = Field(
         default_factory=lambda: ["predict"], description="task=api_key: roles of the new key."

@@ -16,7 +16,7 @@ from framework.explain.features import feeds_of
 from framework.explain.loader import load_explainer
 from framework.export.predictor import OnnxPredictor
 from framework.export.signature import Signature
-from framework.store.registry import ModelRegistry, ModelVersion
+from framework.store.registry import ModelVersion, open_registry
 from framework.training.pipeline import model_input
 
 
@@ -70,7 +70,7 @@ def explain_file(cfg: RootConfig, output_dir: Path) -> ExplainResult:
             "task=explain needs explain.input (a CSV or Parquet file, directory or glob)",
             path="explain.input",
         )
-    store = ModelRegistry(cfg.store.path)
+    store = open_registry(cfg.store.path, cfg.security.audit_key_file)
     ref: str | int = cfg.version if cfg.version is not None else cfg.serve.alias
     version = store.resolve(cfg.model_name, ref)
     version.verify()

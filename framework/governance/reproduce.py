@@ -19,7 +19,7 @@ from framework.errors import ReproductionError
 from framework.export.predictor import OnnxPredictor
 from framework.export.signature import Signature
 from framework.progress import Stages
-from framework.store.registry import ModelRegistry, ModelVersion
+from framework.store.registry import ModelVersion, open_registry
 from framework.versions import code_version, package_versions
 
 
@@ -59,7 +59,7 @@ def reproduce(cfg: RootConfig, output_dir: Path, stages: Stages) -> Reproduction
     from framework.training.fit import prepare
     from framework.training.job import train
 
-    store = ModelRegistry(cfg.store.path)
+    store = open_registry(cfg.store.path, cfg.security.audit_key_file)
     version = store.resolve(cfg.model_name, cfg.version or cfg.serve.alias)
     version.verify()
     rebuilt = recorded_config(version, cfg)

@@ -88,6 +88,25 @@ PANELS: list[tuple[str, str, str, list[tuple[str, str]], str]] = [
         "Index into monitor.rollout.steps; -1 when there is no challenger.",
     ),
     (
+        "Registry verified",
+        "stat",
+        "none",
+        [(f"min({m.REGISTRY_VERIFIED.prometheus})", "verified")],
+        "1: the served versions and the audit log verify; 0: /readyz answers 503.",
+    ),
+    (
+        "Versions refused by verification",
+        "timeseries",
+        "short",
+        [
+            (
+                f"sum by (version) (increase({m.VERIFICATION_FAILURES.prometheus}[5m]))",
+                "v{{version}}",
+            )
+        ],
+        "A version an alias moved to whose files, manifest or audit entry failed verification.",
+    ),
+    (
         "Live quality by version",
         "timeseries",
         "percentunit",

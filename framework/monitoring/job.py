@@ -21,7 +21,7 @@ from framework.export.onnx import Signature
 from framework.export.predictor import OnnxPredictor
 from framework.monitoring.drift import DriftDetector, DriftReport, FeatureDrift
 from framework.monitoring.report import write_report
-from framework.store.registry import ModelRegistry, ModelVersion
+from framework.store.registry import ModelVersion, open_registry
 
 #: Exit status of ``task=monitor`` when drift passes the threshold.
 DRIFT_EXIT = 6
@@ -120,7 +120,7 @@ def drift_of(
 
 
 def monitor_batch(cfg: RootConfig, output_dir: Path) -> MonitorResult:
-    store = ModelRegistry(cfg.store.path)
+    store = open_registry(cfg.store.path, cfg.security.audit_key_file)
     version = store.resolve(cfg.model_name, cfg.serve.alias)
     version.verify()
     detector = detector_for(version, cfg.monitor.drift)

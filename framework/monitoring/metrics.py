@@ -198,6 +198,17 @@ ROLLOUT_STEP = _spec(
     "gauge",
     "Index of the challenger's rollout step (-1: no challenger).",
 )
+VERIFICATION_FAILURES = _spec(
+    "framework_verification_failures_total",
+    "counter",
+    "Times a version failed verification (files, manifest or audit log) and was not served.",
+    "version",
+)
+REGISTRY_VERIFIED = _spec(
+    "framework_registry_verified",
+    "gauge",
+    "1 when the served versions and the audit log verify, 0 when not (/readyz answers 503).",
+)
 
 METRICS: tuple[MetricSpec, ...] = (
     REQUESTS,
@@ -220,6 +231,8 @@ METRICS: tuple[MetricSpec, ...] = (
     REQUEST_FEED_AGE,
     LABEL_FEED_AGE,
     ROLLOUT_STEP,
+    VERIFICATION_FAILURES,
+    REGISTRY_VERIFIED,
 )
 
 

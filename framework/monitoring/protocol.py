@@ -28,6 +28,10 @@ class Routing:
     weight: float = 0.0
     shadow: int | None = None
     generation: int = -1
+    #: What fails verification now (the audit log, a served version's files): not ready.
+    problems: tuple[str, ...] = ()
+    #: Versions the aliases named that this app refused to serve, with the reason.
+    refused: tuple[tuple[int, str], ...] = ()
 
     def versions(self) -> list[int]:
         """Every version a replica must hold: champion, challenger, shadow."""
@@ -40,6 +44,8 @@ class Routing:
             "challenger": self.challenger,
             "weight": self.weight,
             "shadow": self.shadow,
+            "problems": list(self.problems),
+            "refused": {str(v): reason for v, reason in self.refused},
         }
 
 

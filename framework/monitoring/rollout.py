@@ -23,6 +23,7 @@ from framework.store.registry import ModelRegistry
 
 logger = logging.getLogger("ray.serve")
 ACTOR = "rollout-policy"
+VERIFY_ACTOR = "serving-verification"
 
 
 def promote(
@@ -209,6 +210,10 @@ class RolloutController:
         # Replicas reload when the generation changes; starting from the clock keeps a
         # restarted monitor from repeating a number a replica already holds.
         self.generation = int(time.time() * 1000)
+        self.verified: set[int] = set()  # versions verified since they were aliased
+        self.refused: dict[int, str] = {}  # versions refused, with the reason
+        self.problems: tuple[str, ...] = ()
+        self.refusals: dict[int, int] = {}  # failed verifications by version, for the metric
 
     @property
     def champion(self) -> int | None:
@@ -224,7 +229,76 @@ class RolloutController:
             weight=float(self.state.weight),
             shadow=shadow if shadow not in (champion, challenger) else None,
             generation=self.generation,
+            problems=self.problems,
+            refused=tuple(sorted(self.refused.items())),
         )
+
+    def _refuse_failing(self, aliases: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+        """Verify each version an alias of this app moved to; move a failing one's alias back.
+
+        The served alias goes back to the version served before, a challenger or shadow alias
+        is dropped, each as an audited move, so the aliases never name a version this app
+        does not serve. Returns the aliases as they are afterwards."""
+        watched = (self.served_alias, "challenger", self.config.rollout.shadow_alias)
+        changes: dict[str, int | None] = {}
+        for alias in watched:
+            number = aliases.get(alias)
+            if number is None or number in self.verified:
+                continue
+            try:
+                self.store.get(self.name, number).verify()
+                self.verified.add(number)
+                self.refused.pop(number, None)
+            except FrameworkError as exc:
+                self.refused[number] = exc.message
+                self.refusals[number] = self.refusals.get(number, 0) + 1
+                logger.error("refusing to serve %s v%s: %s", self.name, number, exc.message)
+                back = before.get(alias) if alias == self.served_alias else None
+                if alias != self.served_alias or back is not None:
+                    changes[alias] = back
+        if not changes:
+            return aliases
+        try:
+            for alias in changes:
+                self.store.record(
+                    self.name,
+                    "verification_refused",
+                    VERIFY_ACTOR,
+                    version=aliases[alias],
+                    named_by=alias,
+                    reason=self.refused[aliases[alias]],
+                )
+            self.store.move_aliases(
+                self.name,
+                changes,
+                VERIFY_ACTOR,
+                "verification_refused",
+                reason="; ".join(f"v{aliases[a]}: {self.refused[aliases[a]]}" for a in changes),
+                verify=False,
+            )
+        except FrameworkError as exc:  # a log that cannot be written: say so, serve as before
+            logger.error("cannot move the aliases of %s back: %s", self.name, exc.message)
+            self.problems = (*self.problems, f"aliases not moved back: {exc.message}")
+        return self.store.aliases(self.name)
+
+    def reverify(self) -> bool:
+        """Verify the served versions again; return whether ``problems`` changed."""
+        problems = []
+        for number in {v for v in (self.champion, self.state.challenger) if v is not None}:
+            try:
+                self.store.get(self.name, number).verify()
+            except FrameworkError as exc:
+                problems.append(f"v{number} (served from memory): {exc.message}")
+                if not any(p.startswith(f"v{number} ") for p in self.problems):
+                    self.refusals[number] = self.refusals.get(number, 0) + 1
+        for number, reason in self.refused.items():
+            if number in (self.aliases.get(self.served_alias), self.aliases.get("challenger")):
+                problems.append(f"v{number} is aliased but refused: {reason}")
+        changed = tuple(problems) != self.problems
+        if changed:
+            self.problems = tuple(problems)
+            self.generation += 1
+        return changed
 
     def refresh(self, initial: bool = False) -> tuple[bool, bool]:
         """Read the aliases; return (anything changed, champion or challenger changed)."""
@@ -232,6 +306,10 @@ class RolloutController:
         if aliases == self.aliases and not initial:
             return False, False
         before = self.aliases
+        aliases = self._refuse_failing(aliases, before)
+        if aliases == before and not initial:
+            self.generation += 1  # the refusal is news to the replicas
+            return True, False
         self.aliases = aliases
         champion = self.champion
         challenger = aliases.get("challenger")

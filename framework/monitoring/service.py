@@ -41,7 +41,7 @@ class Monitor:
     def __init__(self, settings: AppConfig):
         self.config = settings.monitor
         self.name = settings.model_name
-        store = ModelRegistry(settings.store_path)
+        store = ModelRegistry(settings.store_path, settings.security.audit_key_file)
         self.store = store
         self.rollout = RolloutController(store, self.name, settings.serve.alias, self.config)
         self.retrain = RetrainLoop(store, self.name, self.config.retrain)
@@ -63,6 +63,8 @@ class Monitor:
         self._quality_at = -1
         self._quality: dict[int, dict[str, Any]] = {}
         self._dropped_exported: dict[str, int] = {}
+        self._refusals_exported: dict[int, int] = {}
+        self.verified_at = time.time()
         self.tags = {"model": self.name}
         self.metrics = {name: spec.create() for name, spec in m.recorded_by("monitor").items()}
         self.state_file = saved_state.state_path(store.root, self.name, settings.serve.alias)
@@ -138,6 +140,10 @@ class Monitor:
                 if now - last_poll >= self.config.registry_poll_s:
                     last_poll = now
                     self._follow_aliases()
+                if now - self.verified_at >= self.config.verify_every_s:
+                    self.verified_at = now
+                    if await asyncio.to_thread(self.rollout.reverify):
+                        self.changes += 1
                 await self._check_drift(now)
                 self._judge()
                 self.labels.expire(now)
@@ -285,6 +291,12 @@ class Monitor:
                 g[m.DRIFT_PSI.name].set(_finite(f.psi), feature)
                 g[m.DRIFT_P.name].set(_finite(f.p_adjusted), feature)
                 g[m.DRIFTED.name].set(1.0 if f.drifted else 0.0, feature)
+        g[m.REGISTRY_VERIFIED.name].set(0.0 if self.rollout.problems else 1.0, tags)
+        for version, total in self.rollout.refusals.items():
+            new = total - self._refusals_exported.get(version, 0)
+            if new:
+                g[m.VERIFICATION_FAILURES.name].inc(new, {**tags, "version": str(version)})
+                self._refusals_exported[version] = total
         for reason, total in self.labels.dropped.items():
             new = total - self._dropped_exported.get(reason, 0)
             if new:
@@ -331,6 +343,12 @@ class Monitor:
                 "model": self.name,
                 "aliases": rollout.aliases,
                 "routing": rollout.routing().as_dict(),
+                "verification": {
+                    "ok": not rollout.problems,
+                    "problems": list(rollout.problems),
+                    "refused": {str(k): v for k, v in rollout.refused.items()},
+                    "verified_at": self.verified_at,
+                },
                 "rollout": {
                     **rollout.state.as_dict(),
                     "steps": self.config.rollout.steps,

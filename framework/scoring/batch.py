@@ -45,7 +45,7 @@ from framework.data.files import (
 )
 from framework.data.validation import REJECT, ValidationReport, validate_frame
 from framework.errors import ConfigError, DataValidationError, FrameworkError
-from framework.store.registry import ModelRegistry, ModelVersion
+from framework.store.registry import ModelVersion, open_registry
 
 #: Checks of a row to score: every failure rejects the row, as the served API refuses it.
 STRICT = ChecksConfig(
@@ -334,7 +334,7 @@ def score(cfg: RootConfig, output_dir: Path) -> ScoreResult:
         raise ConfigError(["score.input: required for task=score (a file, folder or glob)"])
     files = resolve_paths(settings.input, "score.input")
     check_readable(files, settings.separator, settings.encoding)
-    store = ModelRegistry(cfg.store.path)
+    store = open_registry(cfg.store.path, cfg.security.audit_key_file)
     version = store.resolve(cfg.model_name, cfg.version or cfg.serve.alias)
     version.verify()
     signature = Signature.from_dict(version.manifest["signature"])

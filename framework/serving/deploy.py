@@ -31,7 +31,7 @@ from framework.errors import ConfigError
 from framework.security.keys import load_keys, resolve_keys_file
 from framework.serving import ingress
 from framework.serving.replica import DEPLOYMENT, ModelServer
-from framework.store.registry import ModelRegistry, ModelVersion
+from framework.store.registry import ModelVersion, open_registry
 
 IMPORT_PATH = "framework.serving.app:build_app"
 MONITOR = "Monitor"
@@ -149,20 +149,26 @@ def build_app(args: dict[str, Any] | AppConfig) -> Application:
     return deployment.bind(settings, monitor.bind(settings))
 
 
+def audit_key_file(cfg: RootConfig) -> str | None:
+    """The audit key file as an absolute path, so replicas find it from any folder."""
+    path = cfg.security.audit_key_file
+    return str(Path(path).expanduser().resolve()) if path else None
+
+
 def app_args(cfg: RootConfig) -> AppConfig:
     return AppConfig(
         model_name=cfg.model_name,
         store_path=str(Path(cfg.store.path).expanduser().resolve()),
         keys_base=str(Path.cwd()),
         serve=cfg.serve,
-        security=cfg.security,
+        security=cfg.security.model_copy(update={"audit_key_file": audit_key_file(cfg)}),
         monitor=cfg.monitor,
     )
 
 
 def check_servable(cfg: RootConfig) -> ModelVersion:
     """Fail early, with a clear message, if the model or the keys are not ready to serve."""
-    version = ModelRegistry(Path(cfg.store.path).expanduser()).resolve(
+    version = open_registry(cfg.store.path, cfg.security.audit_key_file).resolve(
         cfg.model_name, cfg.serve.alias
     )
     version.verify()

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from framework.config.app import AppConfig
+from framework.errors import FrameworkError
 from framework.monitoring.protocol import AliasMove, FeedbackResult
 from framework.security.keys import ApiKey
 from framework.serving.auth import Gatekeeper
@@ -231,7 +232,23 @@ class Handlers:
         return _json({"status": "ok"})
 
     async def readyz(self, call: Call) -> Reply:
-        return _json({"ready": True, "model": self.model, "version": self.router.champion.number})
+        routing = self.router.routing
+        body: dict[str, Any] = {
+            "ready": not routing.problems,
+            "model": self.model,
+            "version": self.router.champion.number,
+        }
+        if routing.problems or routing.refused:
+            body["verification"] = {
+                "problems": list(routing.problems),
+                "refused": {str(v): reason for v, reason in routing.refused},
+            }
+        if routing.problems:
+            body["error"] = "not ready: " + "; ".join(routing.problems)
+        reply = _json(body)
+        if routing.problems:
+            reply.status = 503
+        return reply
 
     async def v2_live(self, call: Call) -> Reply:
         return _json({"live": True})
@@ -304,7 +321,13 @@ class Handlers:
     async def admin_monitor(self, call: Call) -> Reply:
         status = await self._ask(self._monitor().status.remote())
         status["audit"] = self.registry.audit(self.model)[-20:]
-        status["audit_intact"] = not self.registry.verify_audit(self.model)
+        try:
+            status["audit_problems"] = await asyncio.to_thread(
+                self.registry.verify_audit, self.model
+            )
+        except FrameworkError as exc:
+            status["audit_problems"] = [exc.message]
+        status["audit_intact"] = not status["audit_problems"]
         status["replica_routing"] = self.router.routing.as_dict()
         return _json(status)
 

@@ -53,7 +53,7 @@ class ModelServer:
             settings = AppConfig.model_validate(settings)
         serve = settings.serve
         self.limit = serve.max_body_bytes
-        registry = ModelRegistry(settings.store_path)
+        registry = ModelRegistry(settings.store_path, settings.security.audit_key_file)
         self.router = VersionRouter(
             registry,
             settings.model_name,

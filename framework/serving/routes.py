@@ -47,7 +47,14 @@ _ADMIN = (409, 503)
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/healthz", PUBLIC, H.healthz, "health", "Liveness of the replica."),
-    Route("GET", "/readyz", PUBLIC, H.readyz, "health", "Readiness: the model is loaded."),
+    Route(
+        "GET",
+        "/readyz",
+        PUBLIC,
+        H.readyz,
+        "health",
+        "Readiness: the model is loaded and its files, manifest and audit log verify (503: not).",
+    ),
     Route("GET", "/v2/health/live", PUBLIC, H.v2_live, "v2", "Open Inference Protocol liveness."),
     Route(
         "GET", "/v2/health/ready", PUBLIC, H.v2_ready, "v2", "Open Inference Protocol readiness."

@@ -20,7 +20,7 @@ from framework.export.onnx import ExportedModel, export_pipeline
 from framework.export.parity import ParityReport, check_parity
 from framework.export.predictor import OnnxPredictor
 from framework.progress import Stages
-from framework.store.registry import ModelRegistry, ModelVersion
+from framework.store.registry import ModelRegistry, ModelVersion, open_registry
 from framework.training.evaluate import EvaluationReport, evaluate
 from framework.training.fit import PreparedData, fit_inputs, fit_pipeline, prepare
 from framework.training.pipeline import model_input
@@ -194,7 +194,7 @@ def train(
     if cfg.train.dry_run:
         return result
     with stages.stage("register the model version"):
-        store = ModelRegistry(cfg.store.path)
+        store = open_registry(cfg.store.path, cfg.security.audit_key_file)
         name = cfg.model_name
         alias = _alias_for(cfg.train.alias, store.aliases(name))
         champion_check = None

@@ -16,7 +16,7 @@ from framework import registry
 from framework.config import RootConfig
 from framework.errors import ConfigError, RegistryError
 from framework.progress import Stages
-from framework.store.registry import ModelRegistry, ModelVersion
+from framework.store.registry import ModelVersion, open_registry
 from framework.training.job import FITTED, BaseVersion, TrainResult, train
 
 #: Modules whose types a fitted pipeline may hold.
@@ -77,7 +77,7 @@ def update_config(cfg: RootConfig, version: ModelVersion) -> RootConfig:
 def update(cfg: RootConfig, output_dir: Path, stages: Stages) -> TrainResult:
     if cfg.version is None:
         raise ConfigError(["version: required for task=update (the version to continue)"])
-    store = ModelRegistry(cfg.store.path)
+    store = open_registry(cfg.store.path, cfg.security.audit_key_file)
     version = store.get(cfg.model_name, cfg.version)
     version.verify()
     pipeline = load_fitted(version)

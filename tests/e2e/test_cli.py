@@ -50,6 +50,31 @@ def test_default_job_trains_registers_and_lists(cli: Runner, tmp_path: Path) -> 
     assert missing.returncode == 5
     assert "has no version 9" in missing.stderr and "registered versions: [1]" in missing.stderr
 
+    verified = cli("task=registry", "verify")
+    assert verified.returncode == 0, verified.stderr
+    assert "verified 1 version(s) of 1 model(s)" in verified.stdout
+
+    # Someone with write access to the registry but not the audit key:
+    folder = tmp_path / "model_registry" / "breast_cancer"
+    log = folder / "audit.jsonl"
+    entries = log.read_bytes()
+    log.write_bytes(b"".join(entries.splitlines(keepends=True)[:-1]))  # drop the last entry
+    truncated = cli("task=registry", "verify")
+    assert truncated.returncode == 5, truncated.stdout + truncated.stderr
+    assert "the signed head records 2 entries" in truncated.stdout
+    assert "Traceback" not in truncated.stderr
+    log.write_bytes(entries)
+
+    raw = (version / "manifest.json").read_bytes()
+    (version / "manifest.json").write_bytes(raw[: len(raw) // 2])
+    for args in (("task=registry",), ("task=registry", "verify"), ("task=serve",)):
+        broken = cli(*args)
+        assert broken.returncode == 5, (args, broken.stdout + broken.stderr)
+        assert "the manifest is not valid JSON" in broken.stdout + broken.stderr, broken.stderr
+        assert "Traceback" not in broken.stderr
+    (version / "manifest.json").write_bytes(raw)
+    assert cli("task=registry", "verify").returncode == 0
+
 
 def test_bad_config_exits_2_with_every_problem_and_no_traceback(cli: Runner) -> None:
     run = cli(

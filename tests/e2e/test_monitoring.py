@@ -56,6 +56,7 @@ MONITOR = [
     "monitor.window.min_rows=100",
     "monitor.window.check_every_s=1",
     "monitor.registry_poll_s=0.5",
+    "monitor.verify_every_s=1",
 ]
 NAME = "breast_cancer"
 
@@ -515,3 +516,76 @@ def test_drift_of_two_shifted_features_is_flagged_by_the_batch_job_and_live(app:
             break
         assert time.monotonic() < deadline, flagged
         time.sleep(1)
+
+
+def _ready(app: App) -> requests.Response:
+    return requests.get(f"{app.url}/readyz", timeout=10)
+
+
+def test_a_version_that_fails_verification_is_never_served(app: App) -> None:
+    """Tampered files: promote refuses; an alias moved by hand is moved back; the served
+    version's own files changed on disk make /readyz answer 503 until they are restored."""
+    _train(app.work, "train.alias=none")
+    store = app.store
+    tampered = store.versions(NAME)[-1]
+    champion = store.aliases(NAME)["champion"]
+    model = tampered.file("model.onnx")
+    model.write_bytes(store.get(NAME, champion).file("model.onnx").read_bytes())
+    before = store.aliases(NAME)
+
+    done = _cli(app.work, "task=promote", f"version={tampered.version}")
+    assert done.returncode == 5, done.stdout + done.stderr
+    assert "sha256 of model.onnx" in done.stderr + done.stdout
+    assert store.aliases(NAME) == before and "Traceback" not in done.stderr
+
+    answer = app.admin_post("/v1/admin/promote", {"version": tampered.version})
+    assert answer.status_code == 409 and "sha256 of model.onnx" in answer.json()["error"]
+    assert store.aliases(NAME) == before
+
+    # An alias written by hand, behind the registry's back: the app refuses and moves it back.
+    (store.root / NAME / "aliases.json").write_text(
+        json.dumps({**before, "champion": tampered.version})
+    )
+    status = app.wait(
+        lambda s: str(tampered.version) in s["verification"]["refused"], "the refusal"
+    )
+    assert status["aliases"]["champion"] == champion
+    assert store.aliases(NAME)["champion"] == champion
+    (refused,) = _audit(app, "verification_refused")
+    assert refused["version"] == tampered.version and "sha256 of model.onnx" in refused["reason"]
+    (problem,) = store.verify_all()
+    assert f"v{tampered.version}: sha256 of model.onnx" in problem
+    assert {app.predict(i)[0] for i in range(5)} == {champion}
+    ready = _ready(app)
+    assert (
+        ready.status_code == 200
+        and str(tampered.version) in ready.json()["verification"]["refused"]
+    )
+
+    # The served champion's own file changed on disk: not ready, still answered from memory.
+    served = store.get(NAME, champion).file("model.onnx")
+    original = served.read_bytes()
+    served.write_bytes(original + b"\0")
+    try:
+        deadline = time.monotonic() + 30
+        while _ready(app).status_code != 503:
+            assert time.monotonic() < deadline, _ready(app).text
+            time.sleep(0.5)
+        body = _ready(app).json()
+        assert body["ready"] is False and f"v{champion} (served from memory)" in body["error"]
+        assert app.status()["verification"]["ok"] is False
+        assert {app.predict(i)[0] for i in range(3)} == {champion}
+        deadline = time.monotonic() + 30
+        while not [
+            v for t, v in _series(app.scrape(), "ray_framework_registry_verified") if v == 0
+        ]:
+            assert time.monotonic() < deadline, "framework_registry_verified never went to 0"
+            time.sleep(1)
+        refusals = _series(app.scrape(), "ray_framework_verification_failures_total")
+        assert {t["version"] for t, v in refusals if v >= 1} >= {str(tampered.version)}
+    finally:
+        served.write_bytes(original)
+    deadline = time.monotonic() + 30
+    while _ready(app).status_code != 200:
+        assert time.monotonic() < deadline, _ready(app).text
+        time.sleep(0.5)

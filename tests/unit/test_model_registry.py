@@ -45,7 +45,7 @@ def test_versions_count_up_and_aliases_move(tmp_path: Path) -> None:
     assert store.verify_audit("churn") == []
 
 
-def test_audit_log_is_hash_chained(tmp_path: Path) -> None:
+def test_audit_log_is_signed_and_chained(tmp_path: Path) -> None:
     store = ModelRegistry(tmp_path)
     store.register("churn", FILES, {}, alias="champion")
     store.register("churn", FILES, {}, alias="challenger")
@@ -72,10 +72,14 @@ def test_audit_log_is_hash_chained(tmp_path: Path) -> None:
     edited["actor"] = "someone-else"
     lines[2] = json.dumps(edited)
     path.write_text("\n".join(lines) + "\n")
-    assert store.verify_audit("churn") == ["entry 3: its content does not match its hash"]
+    assert store.verify_audit("churn") == [
+        "audit entry 3: its signature does not match its content"
+    ]
     del lines[2]
     path.write_text("\n".join(lines) + "\n")
-    assert "entry 3: does not follow entry 2" in store.verify_audit("churn")
+    problems = store.verify_audit("churn")
+    assert "audit entry 3: does not follow entry 2" in problems
+    assert any("the signed head records 8 entries" in p for p in problems), problems
 
 
 def test_crash_mid_registration_leaves_no_half_version(
