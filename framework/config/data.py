@@ -87,6 +87,61 @@ class ChecksConfig(StrictModel):
     max_examples: PositiveInt = Field(5, description="Example rows kept per failure kind.")
 
 
+GuardPolicy = Literal["off", "flag", "drop", "fail"]
+
+
+class GuardsConfig(StrictModel):
+    """Poisoning and leakage guards, run on the checked data before and after the split.
+
+    Each guard has a policy: ``flag`` reports (validation report and model card), ``drop``
+    removes the rows it names, ``fail`` stops training with exit 3. They run on in-memory
+    data; a chunked source (``source.chunk_rows``) is reported as not guarded."""
+
+    duplicates: GuardPolicy = Field(
+        "drop", description="Rows whose features and label repeat another row's exactly."
+    )
+    near_duplicates: GuardPolicy = Field(
+        "flag",
+        description="Rows within `near_tolerance` of another row (drop keeps the first).",
+    )
+    near_tolerance: PositiveFloat = Field(
+        0.01,
+        description="Near duplicate: root mean square difference of the standardized numeric "
+        "features below this, categorical features equal.",
+    )
+    leakage: GuardPolicy = Field(
+        "drop",
+        description="Validation or test rows that duplicate (exactly or nearly) a training row; "
+        "drop removes them from validation and test.",
+    )
+    label_errors: GuardPolicy = Field(
+        "flag",
+        description="Suspected label errors by confident learning (cleanlab) on out-of-fold "
+        "predicted probabilities; drop removes them from the training split (classification).",
+    )
+    label_error_folds: int = Field(5, ge=2, le=20, description="Folds of the out-of-fold model.")
+    label_error_max_share: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="`fail` stops when more than this share of rows is suspected.",
+    )
+    label_shift: GuardPolicy = Field(
+        "flag",
+        description="The label distribution moved against the previous version's (the "
+        "champion, else the latest); drop is not meaningful and acts as flag.",
+    )
+    label_shift_max: PositiveFloat = Field(
+        0.1,
+        description="Largest allowed shift: total variation distance of the class shares, or "
+        "(regression) the change of the mean in the previous standard deviations.",
+    )
+    max_rows: PositiveInt = Field(
+        200_000,
+        description="Near duplicates and label errors are checked on at most this many rows.",
+    )
+
+
 class CleaningConfig(StrictModel):
     """The cleaning steps fitted as part of the model pipeline."""
 
@@ -155,6 +210,16 @@ class NoiseConfig(StrictModel):
     label_bias: LabelBiasConfig | None = Field(
         None, description="Historical bias: one group's labels pushed towards one class."
     )
+    label_flip_rate: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Share of rows whose label is changed to another class at random "
+        "(poisoned or careless labelling).",
+    )
+    duplicate_rate: float = Field(
+        0.0, ge=0, lt=1, description="Share of rows added again as exact copies."
+    )
 
 
 class BalanceConfig(StrictModel):
@@ -222,6 +287,7 @@ class DataConfig(StrictModel):
         description="The declared schema: every column with dtype, role and constraints."
     )
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
+    guards: GuardsConfig = Field(default_factory=GuardsConfig)
     cleaning: CleaningConfig = Field(default_factory=CleaningConfig)
     noise: NoiseConfig = Field(default_factory=NoiseConfig)
     balance: BalanceConfig = Field(default_factory=BalanceConfig)

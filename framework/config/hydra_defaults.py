@@ -25,7 +25,7 @@ from framework.config.train import TrainConfig
 from framework.config.tune import TuneConfig
 
 NODE_NAME = "framework_defaults"
-_DATA_BLOCKS = ("checks", "cleaning", "noise", "balance", "split", "stream")
+_DATA_BLOCKS = ("checks", "guards", "cleaning", "noise", "balance", "split", "stream")
 
 
 def defaults_node() -> dict[str, Any]:

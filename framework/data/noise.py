@@ -1,6 +1,7 @@
 """Production-noise simulator: corrupts a clean data set the way real feeds are corrupted.
 
-It injects missing values, ``'NaN'`` strings, outliers, lost labels and label imbalance, so
+It injects missing values, ``'NaN'`` strings, outliers, lost, flipped or biased labels,
+duplicated rows and label imbalance, so
 that every data path (checks, repairs, imputation, clipping, balancing) can be exercised on
 demand.
 """
@@ -56,6 +57,17 @@ def inject_noise(frame: pd.DataFrame, data: DataConfig) -> tuple[pd.DataFrame, N
         changed &= frame[target].astype(str).to_numpy() != bias.label
         frame.loc[changed, target] = bias.label
         counts["biased_label"] = int(changed.sum())
+    if noise.label_flip_rate and target in frame.columns:
+        labels = frame[target]
+        classes = labels.dropna().unique()
+        if 1 < len(classes) <= 50:  # a class label, not a continuous target
+            flip = (rng.random(len(frame)) < noise.label_flip_rate) & labels.notna().to_numpy()
+            current = labels.to_numpy(dtype=object)
+            for i in np.flatnonzero(flip):
+                others = [c for c in classes if c != current[i]]
+                current[i] = others[int(rng.integers(len(others)))]
+            frame[target] = pd.Series(current, index=frame.index).astype(labels.dtype)
+            counts["flipped_label"] = int(flip.sum())
     if noise.imbalance_ratio is not None and target in frame.columns:
         frame = _imbalance(frame, target, noise.imbalance_ratio, noise.minority_class, rng)
     n = len(frame)
@@ -89,6 +101,10 @@ def inject_noise(frame: pd.DataFrame, data: DataConfig) -> tuple[pd.DataFrame, N
         mask = rng.random(n) < noise.label_missing_rate
         frame[target] = frame[target].astype(object).mask(mask, None)
         counts["missing_label"] = int(mask.sum())
+    if noise.duplicate_rate:
+        copies = rng.choice(len(frame), size=round(noise.duplicate_rate * len(frame)))
+        frame = pd.concat([frame, frame.iloc[copies]])
+        counts["duplicated_row"] = len(copies)
     frame = frame.reset_index(drop=True)
     report.rows_after = len(frame)
     report.injected = {k: v for k, v in counts.items() if v}

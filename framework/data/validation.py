@@ -47,6 +47,8 @@ class ValidationReport:
     dropped_rows: dict[str, int] = field(default_factory=dict)
     missing_after: dict[str, int] = field(default_factory=dict)
     undeclared_columns: list[str] = field(default_factory=list)
+    #: What the poisoning and leakage guards saw (``framework.data.guards``).
+    guards: dict[str, Any] = field(default_factory=dict)
 
     @property
     def failed(self) -> list[Failure]:

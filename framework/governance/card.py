@@ -166,6 +166,7 @@ def card_blocks(inp: CardInputs) -> tuple[list[Block], dict[str, bytes], list[st
                 [[f["column"], f["kind"], f["count"], f["action"]] for f in failures[:20]],
             )
         )
+    blocks += _guard_blocks(report.get("guards") or {})
     schema = m.get("schema", {})
     features = [n for n, s in schema.items() if s.get("role", "feature") == "feature"]
     blocks.append(
@@ -346,6 +347,63 @@ def card_blocks(inp: CardInputs) -> tuple[list[Block], dict[str, bytes], list[st
         blocks.append(("h2", "To do"))
         blocks.append(("ul", todo))
     return blocks, images, todo
+
+
+def _guard_blocks(guards: dict[str, Any]) -> list[Block]:
+    """The poisoning and leakage guards: what each saw and what its policy did."""
+    blocks: list[Block] = [("h3", "Poisoning and leakage guards")]
+    if "note" in guards or not guards:
+        blocks.append(("p", guards.get("note", "The guards did not run for this version.")))
+        return blocks
+    rows = []
+    if "duplicates" in guards:
+        d = guards["duplicates"]
+        rows.append(
+            [
+                "exact duplicates",
+                d["policy"],
+                f"{d['rows']} rows ({d['share']:.1%}); "
+                f"{d['conflicting_labels']} with conflicting labels; "
+                f"dropped {d.get('dropped', 0)}",
+            ]
+        )
+    if "near_duplicates" in guards:
+        d = guards["near_duplicates"]
+        rows.append(
+            [
+                "near duplicates",
+                d["policy"],
+                f"{d['rows']} rows within {d['tolerance']} "
+                f"of another; dropped {d.get('dropped', 0)}",
+            ]
+        )
+    if "leakage" in guards:
+        d = guards["leakage"]
+        parts = [
+            f"{name}: {d[name]['exact']} exact, {d[name]['near']} near, dropped "
+            f"{d[name].get('dropped', 0)}"
+            for name in ("validation", "test")
+            if name in d
+        ]
+        rows.append(["leakage across splits", d["policy"], "; ".join(parts)])
+    if "label_errors" in guards:
+        d = guards["label_errors"]
+        seen = d.get("note") or (
+            f"{d['suspected']} of {d['checked_rows']} labels suspected ({d['share']:.1%}), by "
+            f"given label {d.get('by_given_label')}; dropped from training "
+            f"{d.get('dropped_from_train', 0)}. Method: {d['method']}"
+        )
+        rows.append(["label errors", d["policy"], seen])
+    if "label_shift" in guards:
+        d = guards["label_shift"]
+        seen = d.get("note") or (
+            f"distance {d['distance']:.3f} against version {d['against_version']} (limit "
+            f"{d['limit']}){' - SHIFTED' if d.get('shifted') else ''}; now {d['current']}, "
+            f"then {d['previous']}"
+        )
+        rows.append(["label distribution shift", d["policy"], seen])
+    blocks.append(_table(["guard", "policy", "what it saw"], rows))
+    return blocks
 
 
 def _markdown(blocks: list[Block]) -> str:

@@ -6,10 +6,12 @@ workers import only what a fit needs.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,13 +20,16 @@ from sklearn.pipeline import Pipeline
 from framework import registry
 from framework.config import RootConfig
 from framework.data.dataset import Dataset, Splits, oversample, split
+from framework.data.guards import SUSPECT, guard_after_split, guard_before_split
 from framework.data.noise import inject_noise
 from framework.data.validation import validate_frame
-from framework.errors import DataValidationError
+from framework.errors import DataValidationError, FrameworkError
 from framework.progress import Stages
 from framework.training.model import ModelPlugin
 from framework.training.pipeline import build_pipeline, model_input
 from framework.training.stream import labels_as_text
+
+logger = logging.getLogger(__name__)
 
 
 def fit_pipeline(
@@ -130,7 +135,50 @@ def prepare(cfg: RootConfig, stages: Stages, output_dir: Path) -> PreparedData:
             raise
         report.save(output_dir / "validation_report.json")
     frame = labels_as_text(frame, data, task)
-    dataset = Dataset(frame, data, report, noise)
+    with stages.stage("guard against duplicates, leakage and label errors"):
+        try:
+            frame, _ = guard_before_split(frame, data, task, previous_labels(cfg), report.guards)
+        except DataValidationError:
+            report.save(output_dir / "validation_report.json")
+            raise
+        for name in ("duplicates", "near_duplicates"):
+            dropped = report.guards.get(name, {}).get("dropped", 0)
+            if dropped:
+                report.dropped_rows[name] = dropped
+                report.rows_out -= dropped
+    dataset = Dataset(frame.drop(columns=SUSPECT), data, report, noise)
     with stages.stage("split train/validation/test"):
-        parts = split(dataset, task == "classification")
+        parts = split(Dataset(frame, data, report, noise), task == "classification")
+        try:
+            train, held = guard_after_split(
+                parts.train,
+                {"validation": parts.validation, "test": parts.test},
+                data,
+                report.guards,
+            )
+        finally:
+            report.save(output_dir / "validation_report.json")
+        parts = Splits(train, held["validation"], held["test"])
     return PreparedData(dataset, parts, task)
+
+
+def previous_labels(cfg: RootConfig) -> tuple[int, dict[str, Any]] | None:
+    """The label distribution of the champion (else the latest version), if it verifies."""
+    from framework.store.registry import open_registry
+
+    if cfg.data.guards.label_shift == "off":
+        return None
+    store = open_registry(cfg.store.path, cfg.security.audit_key_file)
+    name = cfg.model_name
+    try:
+        number = store.aliases(name).get("champion")
+        versions = store.versions(name) if number is None else [store.get(name, number)]
+        if not versions:
+            return None
+        version = versions[-1]
+        version.verify()
+    except FrameworkError as exc:
+        logger.warning("label shift not checked: the previous version cannot be read: %s", exc)
+        return None
+    labels = version.manifest.get("data", {}).get("labels")
+    return (version.version, labels) if labels else None

@@ -356,6 +356,9 @@ def _train_streaming(
         scanned = _get(
             ray.remote(max_calls=1)(scan).options(num_cpus=cfg.train.num_cpus).remote(cfg, task)
         )
+        scanned.report.guards = {
+            "note": "not run: the duplicate, leakage and label guards need the data in memory"
+        }
         scanned.report.save(output_dir / "validation_report.json")
     weights = (
         class_weights(scanned.classes, data.balance.method) if task == "classification" else None
@@ -561,7 +564,12 @@ def _manifest(cfg: RootConfig, result: TrainResult, parent: int | None) -> dict[
         "signature": result.exported.signature.to_dict(),
         "schema": {n: c.model_dump() for n, c in cfg.data.columns.items()},
         "config": cfg.model_dump(mode="json"),
-        "data": {"name": cfg.data.name, "fingerprint": result.fingerprint, "splits": result.splits},
+        "data": {
+            "name": cfg.data.name,
+            "fingerprint": result.fingerprint,
+            "splits": result.splits,
+            "labels": result.report.guards.get("label_shift", {}).get("current"),
+        },
         "metrics": {
             "test": result.evaluation.metrics,
             "validation": result.validation.metrics if result.validation else None,

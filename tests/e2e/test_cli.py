@@ -126,3 +126,19 @@ def test_data_check_failure_exits_3(cli: Runner, tmp_path: Path) -> None:
     assert run.returncode == 3, run.stdout + run.stderr
     assert "mean_radius" in run.stderr and "failed 'missing'" in run.stderr
     assert not (tmp_path / "model_registry").exists()
+
+
+def test_poisoned_labels_and_copied_rows_are_refused_by_the_guards(
+    cli: Runner, tmp_path: Path
+) -> None:
+    """20% flipped labels with label_errors=fail, 20% copies with duplicates=fail: exit 3,
+    naming the guard; nothing registered."""
+    flipped = cli(*FAST, "data.noise.label_flip_rate=0.2", "data.guards.label_errors=fail")
+    assert flipped.returncode == 3, flipped.stdout + flipped.stderr
+    assert "data.guards.label_errors" in flipped.stderr and "look wrong" in flipped.stderr
+    report = json.loads(next((tmp_path / "outputs").glob("*/*/validation_report.json")).read_text())
+    assert report["guards"]["duplicates"]["rows"] == 0
+    copied = cli(*FAST, "data.noise.duplicate_rate=0.2", "data.guards.duplicates=fail")
+    assert copied.returncode == 3, copied.stdout + copied.stderr
+    assert "data.guards.duplicates" in copied.stderr and "repeat another row" in copied.stderr
+    assert not (tmp_path / "model_registry").exists()

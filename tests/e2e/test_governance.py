@@ -81,6 +81,7 @@ def test_default_experiment_explains_cards_and_reproduces(cli: Runner, tmp_path:
         "Out-of-scope use",
         "Limitations",
         "Training data",
+        "Poisoning and leakage guards",
         "Evaluation",
         "Fairness",
         "Global feature importance",
@@ -90,6 +91,8 @@ def test_default_experiment_explains_cards_and_reproduces(cli: Runner, tmp_path:
     ):
         assert f"# {heading}" in card, heading
     assert "TO DO: not stated (card.intended_use)" in card
+    assert "| label errors | flag | " in card and "confident learning (cleanlab" in card
+    assert "| leakage across splits | drop | validation: 0 exact" in card
     for plot in (
         "card_confusion.png",
         "card_roc.png",
