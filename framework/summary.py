@@ -123,6 +123,15 @@ def print_train_summary(console: Console, result: TrainResult) -> None:
         f"p99 {result.latency_us['p99']:.1f} us; parity with the trained pipeline: "
         f"{result.parity.label_agreement:.2%} labels, max diff {result.parity.max_abs_diff:.2g}"
     )
+    _print_guards(console, result.report.guards)
+    if result.ood:
+        ood = result.ood
+        console.print(
+            f"Out-of-distribution detector: {ood['method']} on {len(ood['features'])} numeric "
+            f"feature(s); flags {ood['train_flagged_share']:.2%} of training and "
+            f"{ood.get('test_flagged_share', 0.0):.2%} of test rows"
+        )
+    _print_robustness(console, result.robustness)
     if result.version is not None:
         alias = f" as [bold]{result.alias}[/]" if result.alias else ""
         console.print(
@@ -211,3 +220,52 @@ def print_version(console: Console, version: ModelVersion) -> None:
     for name, digest in m.get("files", {}).items():
         files.add_row(name, digest)
     console.print(files)
+
+
+def _print_guards(console: Console, guards: dict[str, Any]) -> None:
+    if not guards or "note" in guards:
+        return
+    seen = []
+    if "duplicates" in guards:
+        d = guards["duplicates"]
+        seen.append(f"{d['rows']} exact duplicate(s) ({d['policy']})")
+    if "near_duplicates" in guards:
+        seen.append(f"{guards['near_duplicates']['rows']} near duplicate(s)")
+    if "leakage" in guards:
+        d = guards["leakage"]
+        leaked = sum(d[p]["exact"] + d[p]["near"] for p in ("validation", "test") if p in d)
+        seen.append(f"{leaked} held-out row(s) duplicating training rows ({d['policy']})")
+    errors = guards.get("label_errors", {})
+    if "suspected" in errors:
+        seen.append(
+            f"{errors['suspected']} suspected label error(s) ({errors['share']:.1%}, "
+            f"{errors['policy']})"
+        )
+    shift = guards.get("label_shift", {})
+    if "distance" in shift:
+        mark = " [red]SHIFTED[/]" if shift["shifted"] else ""
+        seen.append(
+            f"label shift {shift['distance']:.3f} against v{shift['against_version']}{mark}"
+        )
+    console.print("Data guards: " + "; ".join(seen))
+
+
+def _print_robustness(console: Console, robustness: dict[str, Any] | None) -> None:
+    if not robustness or "clean" not in robustness:
+        return
+    metric, eps = robustness["metric"], robustness["epsilon"]
+    console.print(
+        f"Robustness ({metric}): clean {robustness['clean']:.4f}, every numeric feature moved "
+        f"up to {eps} std {robustness['all_features']:.4f} "
+        f"({robustness['perturbation_seconds']:.2f} s)"
+    )
+    attack = robustness.get("attack") or {}
+    if "queries" in attack:
+        flagged = attack.get("flagged_by_ood_share")
+        console.print(
+            f"Black-box attack (HopSkipJump) on {attack['rows']} rows: {attack['queries']:,} "
+            f"queries in {attack['seconds']:.1f} s; turned {attack['turned_share']:.0%}, "
+            f"median distance {attack['median_distance_std'] or 0:.2f} std; accuracy under "
+            f"attack at {eps} std {attack['accuracy_under_attack']:.4f}"
+            + (f"; the OOD detector flags {flagged:.0%} of them" if flagged is not None else "")
+        )

@@ -138,6 +138,12 @@ class ServeConfig(StrictModel):
     )
     retry_after_s: PositiveInt = Field(1, description="Retry-After sent with a 503.")
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    ood: Literal["off", "flag", "reject"] = Field(
+        "flag",
+        description="Out-of-distribution rows (the version's detector.onnx): flag adds "
+        "`in_distribution` and `out_of_distribution` to each prediction and counts them by "
+        "version; reject answers 422 naming the row and the features furthest out; off skips it.",
+    )
     throughput_optimized: bool = Field(
         True,
         description="Ray Serve's throughput-optimized mode (direct ingress to replicas, gRPC "

@@ -54,6 +54,34 @@ class DistributedConfig(StrictModel):
     )
 
 
+class OodConfig(StrictModel):
+    """The out-of-distribution detector registered with each version (numeric features)."""
+
+    enabled: bool = Field(True, description="Fit the detector and register detector.onnx.")
+    quantile: float = Field(0.995, gt=0, le=1, description="Quantile of the training distances ...")
+    margin: PositiveFloat = Field(
+        1.5, description="... times this margin is the threshold past which a row is flagged."
+    )
+    max_rows: PositiveInt = Field(5000, description="Training rows the detector is fitted on.")
+
+
+class RobustnessConfig(StrictModel):
+    """The robustness figures in the model card, measured on the ONNX model at training."""
+
+    enabled: bool = Field(True, description="Measure robustness before registration.")
+    epsilon: PositiveFloat = Field(
+        0.1,
+        description="Bound of the perturbations, in standard deviations of each numeric "
+        "feature (uniform noise per feature; the attack's L-infinity budget).",
+    )
+    rows: PositiveInt = Field(200, description="Test rows the random perturbations use.")
+    attack_rows: PositiveInt = Field(20, description="Test rows the black-box attack tries.")
+    attack_iterations: PositiveInt = Field(5, description="HopSkipJump iterations per row.")
+    attack_evaluations: PositiveInt = Field(
+        100, description="Most model queries per gradient estimate of HopSkipJump."
+    )
+
+
 class TrainConfig(StrictModel):
     """How a model is trained, exported and registered."""
 
@@ -62,6 +90,8 @@ class TrainConfig(StrictModel):
     onnx_threads: PositiveInt = Field(1, description="ONNX Runtime intra-op threads.")
     latency_runs: PositiveInt = Field(200, description="Single-row predictions timed.")
     parity: ParityConfig = Field(default_factory=ParityConfig)
+    ood: OodConfig = Field(default_factory=OodConfig)
+    robustness: RobustnessConfig = Field(default_factory=RobustnessConfig)
     dry_run: bool = Field(False, description="Train, evaluate and check, but do not register.")
     reproduce_tolerance: float = Field(
         1e-6,

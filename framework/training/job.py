@@ -17,8 +17,10 @@ from framework.data.noise import NoiseReport
 from framework.data.profile import reference_profile, reference_rows
 from framework.data.validation import ValidationReport
 from framework.export.onnx import ExportedModel, export_pipeline
+from framework.export.ood import Detector, OodScorer, fit_detector
 from framework.export.parity import ParityReport, check_parity
 from framework.export.predictor import OnnxPredictor
+from framework.export.signature import NUMERIC_INPUT
 from framework.progress import Stages
 from framework.store.registry import ModelRegistry, ModelVersion, open_registry
 from framework.training.evaluate import EvaluationReport, evaluate
@@ -49,6 +51,9 @@ class TrainResult:
     optimized: bytes | None = None
     #: How a chunked source was streamed (chunks, rows, samples, peak memory).
     stream: dict[str, Any] | None = None
+    #: The out-of-distribution detector's manifest block, and the robustness figures.
+    ood: dict[str, Any] | None = None
+    robustness: dict[str, Any] | None = None
     version: ModelVersion | None = None
     alias: str | None = None
     dashboard_url: str | None = None
@@ -172,6 +177,24 @@ def train(
         refused = refusal(optimization)
         if refused is not None:
             raise refused
+    served_bytes = exported.onnx_bytes if optimization is None else optimization.chosen.onnx_bytes
+    detector = _fit_detector(cfg, stages, parts, numeric, predictor)
+    robustness = None
+    if cfg.train.robustness.enabled:
+        from framework.governance.robustness import measure
+
+        served = OnnxPredictor(served_bytes, exported.signature, cfg.train.onnx_threads)
+        with stages.stage("measure robustness: bounded perturbations and a black-box attack"):
+            robustness = measure(
+                served,
+                parts.test,
+                data.target,
+                parts.train,
+                cfg.train.robustness,
+                detector[1] if detector else None,
+                cfg.train.seed,
+            )
+            (output_dir / "robustness.json").write_text(json.dumps(robustness, indent=2))
     result = TrainResult(
         report=dataset.report,
         noise=dataset.noise,
@@ -188,6 +211,8 @@ def train(
         fairness=fairness,
         optimized=None if optimization is None else optimization.chosen.onnx_bytes,
         stream=stream_info,
+        ood=detector[0].info if detector else None,
+        robustness=robustness,
         dashboard_url=dashboard,
         output_dir=output_dir,
     )
@@ -198,9 +223,6 @@ def train(
         name = cfg.model_name
         alias = _alias_for(cfg.train.alias, store.aliases(name))
         champion_check = None
-        served_bytes = (
-            exported.onnx_bytes if optimization is None else optimization.chosen.onnx_bytes
-        )
         if alias == "challenger" and cfg.gates.champion.enabled:
             from framework.governance.champion import champion_gate
 
@@ -235,6 +257,11 @@ def train(
         }
         manifest = _manifest(cfg, result, store.aliases(name).get("champion"))
         manifest["gates"] = {"fairness": fairness, "champion": champion_check}
+        if detector is not None:
+            files["detector.onnx"] = detector[0].onnx
+            manifest["ood"] = detector[0].info
+        if robustness is not None:
+            manifest["robustness"] = robustness
         if stream_info is not None:
             manifest["stream"] = stream_info
         if base is not None:
@@ -262,6 +289,31 @@ def train(
                 reason="; ".join(champion_check["reasons"]),
             )
     return result
+
+
+def _fit_detector(
+    cfg: RootConfig, stages: Stages, parts: Any, numeric: list[str], predictor: OnnxPredictor
+) -> tuple[Detector, OodScorer] | None:
+    """The out-of-distribution detector on the training split's numeric features."""
+    settings = cfg.train.ood
+    if not settings.enabled or not numeric:
+        return None
+    with stages.stage("fit the out-of-distribution detector (ONNX)"):
+        train = parts.train[numeric].apply(pd.to_numeric, errors="coerce").to_numpy(float)
+        detector = fit_detector(
+            train,
+            numeric,
+            settings.quantile,
+            settings.margin,
+            settings.max_rows,
+            cfg.train.seed,
+            cfg.data.cleaning.iqr_k,
+        )
+        scorer = OodScorer(detector.onnx, detector.info)
+        if len(parts.test):
+            distances, _ = scorer.score(predictor.feeds_from_frame(parts.test)[NUMERIC_INPUT])
+            detector.info["test_flagged_share"] = float(scorer.flagged(distances).mean())
+    return detector, scorer
 
 
 #: The fitted scikit-learn pipeline of an incremental model, in skops' format (no pickle):

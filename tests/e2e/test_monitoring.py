@@ -557,22 +557,18 @@ def test_a_version_that_fails_verification_is_never_served(app: App) -> None:
     (problem,) = store.verify_all()
     assert f"v{tampered.version}: sha256 of model.onnx" in problem
     assert {app.predict(i)[0] for i in range(5)} == {champion}
-    ready = _ready(app)
-    assert (
-        ready.status_code == 200
-        and str(tampered.version) in ready.json()["verification"]["refused"]
+    ready = _until(
+        lambda: _ready(app), lambda r: "verification" in r.json(), "the refusal on /readyz"
     )
+    assert ready.status_code == 200
+    assert str(tampered.version) in ready.json()["verification"]["refused"]
 
     # The served champion's own file changed on disk: not ready, still answered from memory.
     served = store.get(NAME, champion).file("model.onnx")
     original = served.read_bytes()
     served.write_bytes(original + b"\0")
     try:
-        deadline = time.monotonic() + 30
-        while _ready(app).status_code != 503:
-            assert time.monotonic() < deadline, _ready(app).text
-            time.sleep(0.5)
-        body = _ready(app).json()
+        body = _until(lambda: _ready(app), lambda r: r.status_code == 503, "readyz 503").json()
         assert body["ready"] is False and f"v{champion} (served from memory)" in body["error"]
         assert app.status()["verification"]["ok"] is False
         assert {app.predict(i)[0] for i in range(3)} == {champion}
@@ -586,7 +582,14 @@ def test_a_version_that_fails_verification_is_never_served(app: App) -> None:
         assert {t["version"] for t, v in refusals if v >= 1} >= {str(tampered.version)}
     finally:
         served.write_bytes(original)
-    deadline = time.monotonic() + 30
-    while _ready(app).status_code != 200:
-        assert time.monotonic() < deadline, _ready(app).text
+    _until(lambda: _ready(app), lambda r: r.status_code == 200, "readyz 200 again")
+
+
+def _until(get: Any, check: Any, what: str, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = get()
+        if check(found):
+            return found
+        assert time.monotonic() < deadline, f"{what} not reached in {timeout} s: {found}"
         time.sleep(0.5)
