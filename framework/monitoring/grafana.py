@@ -88,6 +88,18 @@ PANELS: list[tuple[str, str, str, list[tuple[str, str]], str]] = [
         "Index into monitor.rollout.steps; -1 when there is no challenger.",
     ),
     (
+        "Out-of-distribution rows by version",
+        "timeseries",
+        "short",
+        [
+            (
+                f"sum by (version) (rate({m.OUT_OF_DISTRIBUTION.prometheus}[5m]))",
+                "v{{version}}",
+            )
+        ],
+        "Request rows per second the version's detector flagged (serve.ood: flag or reject).",
+    ),
+    (
         "Registry verified",
         "stat",
         "none",

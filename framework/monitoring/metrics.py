@@ -127,6 +127,13 @@ SHADOW = _spec(
     "outcome",
     replica=True,
 )
+OUT_OF_DISTRIBUTION = _spec(
+    "framework_out_of_distribution_total",
+    "counter",
+    "Request rows the version's out-of-distribution detector flagged (serve.ood).",
+    "version",
+    replica=True,
+)
 RECORDS_DROPPED = _spec(
     "framework_monitor_records_dropped_total",
     "counter",
@@ -218,6 +225,7 @@ METRICS: tuple[MetricSpec, ...] = (
     PREDICTION_BINS,
     IMPUTED,
     SHADOW,
+    OUT_OF_DISTRIBUTION,
     RECORDS_DROPPED,
     LABELS_DROPPED,
     DRIFT_PSI,

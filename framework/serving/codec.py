@@ -67,6 +67,9 @@ class Answer:
     request_id: str
     labels: np.ndarray
     scores: np.ndarray | None
+    #: Per row: the in-distribution score and whether the detector flags it (None: no check).
+    in_distribution: np.ndarray | None = None
+    out_of_distribution: np.ndarray | None = None
 
 
 def encode_predictions(
@@ -89,6 +92,13 @@ def encode_predictions(
         ]
     else:
         predictions = [{"id": f"{rid}-{i}", "value": v} for i, v in enumerate(labels)]
+    if answer.in_distribution is not None and answer.out_of_distribution is not None:
+        scores = np.round(answer.in_distribution.astype(np.float64), 4).tolist()
+        for prediction, score, out in zip(
+            predictions, scores, answer.out_of_distribution.tolist(), strict=True
+        ):
+            prediction["in_distribution"] = score
+            prediction["out_of_distribution"] = out
     body: dict[str, Any] = {
         "model": model,
         "version": answer.version,

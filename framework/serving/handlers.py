@@ -16,10 +16,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import orjson
 
 from framework.config.app import AppConfig
 from framework.errors import FrameworkError
+from framework.export.ood import OodScorer
+from framework.export.signature import NUMERIC_INPUT
 from framework.monitoring.protocol import AliasMove, FeedbackResult
 from framework.security.keys import ApiKey
 from framework.serving.auth import Gatekeeper
@@ -30,7 +33,7 @@ from framework.serving.codec import (
     decode_records,
     encode_predictions,
 )
-from framework.serving.problems import HttpError
+from framework.serving.problems import HttpError, Problem, RequestInvalid
 from framework.serving.recorder import Recorder
 from framework.serving.router import LoadedVersion, VersionRouter
 from framework.serving.rules import Feeds, RequestRules
@@ -83,6 +86,31 @@ class PredictionFailed(Exception):
 
 def _json(body: Any, version: int | None = None) -> Reply:
     return Reply(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), version=version)
+
+
+def ood_verdict(
+    policy: str, detector: OodScorer, numeric: np.ndarray
+) -> tuple[np.ndarray | None, np.ndarray | None, list[Problem]]:
+    """Scores and flags of each row, and (policy ``reject``) a problem per flagged row."""
+    if policy == "off":
+        return None, None, []
+    distance, score = detector.score(numeric)
+    flagged = detector.flagged(distance)
+    problems = []
+    if policy == "reject":
+        for i in np.flatnonzero(flagged)[:20]:
+            furthest = ", ".join(f"{n} ({z} IQR)" for n, z in detector.furthest(numeric[i]))
+            problems.append(
+                Problem(
+                    ("body", int(i)),
+                    f"row {int(i)} is out of the training distribution (in-distribution score "
+                    f"{float(score[i]):.4f}, distance {float(distance[i]):.1f} > threshold "
+                    f"{detector.threshold:.1f}); furthest from training: {furthest}",
+                    "out_of_distribution",
+                    row=int(i),
+                )
+            )
+    return score, flagged, problems
 
 
 class Handlers:
@@ -150,12 +178,24 @@ class Handlers:
         rid = os.urandom(10).hex()  # prediction ids are the server's own, never the caller's
         sticky = call.headers.get(self.sticky)
         version = fixed or self.router.choose(sticky.decode("latin-1") if sticky else None, rid)
+        score, flagged = self._out_of_distribution(version, feeds)
         try:
             result = await self.router.predict(feeds, rows, version)
         except Exception as exc:
             raise PredictionFailed(version.number, exc) from exc
         self.recorder.predicted(version.number, rid, feeds, result.labels)
-        return Answer(version.number, rid, result.labels, result.scores)
+        return Answer(version.number, rid, result.labels, result.scores, score, flagged)
+
+    def _out_of_distribution(self, version: LoadedVersion, feeds: Feeds) -> tuple[Any, Any]:
+        """The detector's verdict per row (``serve.ood``); ``reject`` refuses with 422."""
+        if version.ood is None or NUMERIC_INPUT not in feeds:
+            return None, None
+        score, flagged, problems = ood_verdict(self.serve.ood, version.ood, feeds[NUMERIC_INPUT])
+        if flagged is not None and flagged.any():
+            self.recorder.out_of_distribution(version.number, int(flagged.sum()))
+        if problems:
+            raise RequestInvalid(problems)
+        return score, flagged
 
     def _correlation(self, call: Call) -> str | None:
         value = call.headers.get(b"x-request-id")

@@ -87,6 +87,10 @@ class Recorder:
     def predicted(self, version: int, rid: str, feeds: Feeds, labels: np.ndarray) -> None:
         self.pending.predictions.append((version, rid, feeds, labels))
 
+    def out_of_distribution(self, version: int, rows: int) -> None:
+        """Rows the version's detector flagged (counted whether answered or refused)."""
+        self.metrics[m.OUT_OF_DISTRIBUTION.name].inc(rows, {**self.tags, "version": str(version)})
+
     # -- off the request path -------------------------------------------------------------------
     async def _run(self) -> None:
         poll, flush = self.config.routing_poll_s, self.config.flush_interval_s

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from ray import serve
 
+from framework.export.ood import OodScorer
 from framework.export.predictor import OnnxPredictor, Prediction
 from framework.export.signature import CATEGORICAL_INPUT, NUMERIC_INPUT, Signature
 from framework.monitoring.protocol import Routing
@@ -35,6 +36,8 @@ class LoadedVersion:
     predictor: OnnxPredictor
     signature: Signature
     manifest: dict[str, Any]
+    #: The version's out-of-distribution detector (None: registered without one).
+    ood: OodScorer | None = None
 
 
 def bucket(key: str) -> float:
@@ -97,7 +100,14 @@ class VersionRouter:
             version.file("model.onnx").read_bytes(), signature, self.threads, self.providers
         )
         predictor.run(_warmup(signature))
-        return LoadedVersion(version.version, predictor, signature, version.manifest)
+        ood = None
+        if version.manifest.get("ood") and "detector.onnx" in version.manifest.get("files", {}):
+            ood = OodScorer(
+                version.file("detector.onnx").read_bytes(), version.manifest["ood"], self.threads
+            )
+            if NUMERIC_INPUT in _warmup(signature):
+                ood.score(_warmup(signature)[NUMERIC_INPUT])
+        return LoadedVersion(version.version, predictor, signature, version.manifest, ood)
 
     async def explainer(self, version: LoadedVersion, samples: int | None) -> Any:
         """The version's explainer, loaded off the event loop on first use (None: it has none).
