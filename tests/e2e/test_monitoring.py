@@ -518,6 +518,30 @@ def test_drift_of_two_shifted_features_is_flagged_by_the_batch_job_and_live(app:
         time.sleep(1)
 
 
+def test_predictions_carry_an_in_distribution_score(app: App) -> None:
+    """serve.ood at its default (flag): data like the training data passes, rows moved far
+    outside every feature's range are flagged and counted by version."""
+    headers = {"x-api-key": app.key}
+    url = f"{app.url}/v1/models/{NAME}/predict"
+    typical = requests.post(url, json=ROWS[:200], headers=headers, timeout=30)
+    assert typical.status_code == 200, typical.text
+    predictions = typical.json()["predictions"]
+    assert all(0 <= p["in_distribution"] <= 1 for p in predictions)
+    assert sum(p["out_of_distribution"] for p in predictions) <= 10
+    far = [{k: v * 40 for k, v in row.items()} for row in ROWS[:5]]
+    flagged = requests.post(url, json=far, headers=headers, timeout=30)
+    assert flagged.status_code == 200, flagged.text
+    version = flagged.json()["version"]
+    assert all(p["out_of_distribution"] for p in flagged.json()["predictions"])
+    deadline = time.monotonic() + 30
+    while True:
+        counted = _series(app.scrape(), "ray_framework_out_of_distribution_total")
+        if sum(v for t, v in counted if t["version"] == str(version)) >= 5:
+            break
+        assert time.monotonic() < deadline, counted
+        time.sleep(1)
+
+
 def _ready(app: App) -> requests.Response:
     return requests.get(f"{app.url}/readyz", timeout=10)
 

@@ -116,7 +116,7 @@ BAD = [
     (
         ["+trian.seed=1"],
         "trian: unknown key; valid keys here: card, data, explain, gates, model, monitor, "
-        "optimize, ray, score, security, serve, store, task, train, tune, version; "
+        "optimize, ray, score, security, serve, store, task, train, tune, verify, version; "
         "did you mean 'train'?",
     ),
     (["data.noise.missing_rate=1.5"], "data.noise.missing_rate: got 1.5; expected a number < 1"),
