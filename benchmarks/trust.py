@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import time
-from collections.abc import Callable
+import sys
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
@@ -40,18 +39,11 @@ from framework.monitoring.drift import load_reference
 from framework.progress import Stages
 from framework.training.job import train
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+sys.path.insert(0, str(ROOT))
 
-
-def timings_us(fn: Callable[[], object], runs: int, warmup: int = 50) -> np.ndarray:
-    for _ in range(warmup):
-        fn()
-    out = np.empty(runs)
-    for i in range(runs):
-        started = time.perf_counter_ns()
-        fn()
-        out[i] = time.perf_counter_ns() - started
-    return out / 1000.0
+from benchmarks.predict_inprocess import timings_us  # noqa: E402
 
 
 def isolation_forest(train_rows: np.ndarray, quantile: float, margin: float, seed: int) -> Any:

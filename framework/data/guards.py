@@ -27,6 +27,16 @@ def _fail(name: str, message: str, hint: str) -> DataValidationError:
     return DataValidationError(message, path=f"data.guards.{name}", hint=hint)
 
 
+def _decide(
+    report: dict[str, Any], name: str, entry: dict[str, Any], message: str, fix: str
+) -> bool:
+    """Record a guard's entry; under ``fail`` raise when it found rows; True: drop them."""
+    report[name] = entry
+    if entry["rows"] and entry["policy"] == "fail":
+        raise _fail(name, message, f"{fix}, or set data.guards.{name} to drop or flag")
+    return entry["policy"] == "drop"
+
+
 def row_hashes(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
     """A 64-bit hash of each row's values in ``columns`` (missing values hash alike)."""
     if not columns:
@@ -144,14 +154,8 @@ def guard_before_split(
             "share": round(float(repeated.mean()), 6) if len(frame) else 0.0,
             "conflicting_labels": int(conflicting.sum()),
         }
-        report["duplicates"] = entry
-        if repeated.any() and g.duplicates == "fail":
-            raise _fail(
-                "duplicates",
-                f"{entry['rows']} row(s) ({entry['share']:.1%}) repeat another row exactly",
-                "remove the copies, or set data.guards.duplicates to drop or flag",
-            )
-        if g.duplicates == "drop":
+        message = f"{entry['rows']} row(s) ({entry['share']:.1%}) repeat another row exactly"
+        if _decide(report, "duplicates", entry, message, "remove the copies"):
             frame = frame.loc[~repeated].reset_index(drop=True)
             entry["dropped"] = int(repeated.sum())
 
@@ -166,14 +170,8 @@ def guard_before_split(
             "checked_rows": len(part),
             "seconds": round(time.perf_counter() - started, 3),
         }
-        report["near_duplicates"] = entry
-        if near.any() and g.near_duplicates == "fail":
-            raise _fail(
-                "near_duplicates",
-                f"{entry['rows']} row(s) lie within {g.near_tolerance} of another row",
-                "remove them, or set data.guards.near_duplicates to drop or flag",
-            )
-        if g.near_duplicates == "drop":
+        message = f"{entry['rows']} row(s) lie within {g.near_tolerance} of another row"
+        if _decide(report, "near_duplicates", entry, message, "remove them"):
             frame = frame.drop(index=part.index[later]).reset_index(drop=True)
             entry["dropped"] = int(later.sum())
 
