@@ -296,6 +296,7 @@ def card_blocks(inp: CardInputs) -> tuple[list[Block], dict[str, bytes], list[st
     else:
         blocks.append(("p", "No explanation was computed for this version."))
 
+    blocks += _robustness_blocks(m.get("robustness"), m.get("ood"))
     blocks.append(("h2", "Optimization"))
     optimization = m.get("optimization")
     if optimization:
@@ -347,6 +348,63 @@ def card_blocks(inp: CardInputs) -> tuple[list[Block], dict[str, bytes], list[st
         blocks.append(("h2", "To do"))
         blocks.append(("ul", todo))
     return blocks, images, todo
+
+
+def _robustness_blocks(figures: dict[str, Any] | None, ood: dict[str, Any] | None) -> list[Block]:
+    """Robustness under bounded perturbations and a black-box attack; the OOD detector."""
+    blocks: list[Block] = [("h2", "Robustness and out-of-distribution input")]
+    if not figures or "clean" not in figures:
+        note = (figures or {}).get("note", "Not measured for this version (train.robustness).")
+        blocks.append(("p", note))
+    else:
+        metric, eps = figures["metric"], figures["epsilon"]
+        rows = [["clean test rows", _fmt(figures["clean"])]]
+        rows += [
+            [f"`{name}` moved up to {eps} std", _fmt(value)]
+            for name, value in figures.get("most_sensitive", [])
+        ]
+        rows.append([f"every numeric feature moved up to {eps} std", _fmt(figures["all_features"])])
+        blocks.append(
+            (
+                "p",
+                f"{metric} on the test split under uniform perturbations of at "
+                f"most {eps} standard deviations (the five most sensitive features):",
+            )
+        )
+        blocks.append(_table(["input", metric], rows))
+        attack = figures.get("attack") or {}
+        if "queries" in attack:
+            flagged = attack.get("flagged_by_ood_share")
+            blocks.append(
+                (
+                    "p",
+                    f"Black-box attack: {attack['method']} on {attack['rows']} test rows, "
+                    f"{attack['queries']:,} model queries in {attack['seconds']} s. It turned "
+                    f"{attack['turned_share']:.0%} of them (median distance "
+                    f"{_fmt(attack['median_distance_std'])} std); accuracy under attack at "
+                    f"{eps} std: {_fmt(attack['accuracy_under_attack'])}."
+                    + (
+                        f" The out-of-distribution detector flags {flagged:.0%} of the rows it "
+                        "built."
+                        if flagged is not None
+                        else ""
+                    ),
+                )
+            )
+        elif attack.get("note"):
+            blocks.append(("p", attack["note"]))
+    if ood:
+        blocks.append(
+            (
+                "p",
+                f"Out-of-distribution detector (`detector.onnx`, `serve.ood`): {ood['method']} on "
+                f"{len(ood['features'])} numeric features; threshold {ood['threshold']:.1f} "
+                f"(the {ood['quantile']} quantile of the training distances times "
+                f"{ood['margin']}). It flags {ood['train_flagged_share']:.1%} of training rows "
+                f"and {ood.get('test_flagged_share', 0.0):.1%} of test rows.",
+            )
+        )
+    return blocks
 
 
 def _guard_blocks(guards: dict[str, Any]) -> list[Block]:

@@ -85,6 +85,7 @@ def test_default_experiment_explains_cards_and_reproduces(cli: Runner, tmp_path:
         "Evaluation",
         "Fairness",
         "Global feature importance",
+        "Robustness and out-of-distribution input",
         "Optimization",
         "Lineage",
         "To do",
@@ -93,6 +94,7 @@ def test_default_experiment_explains_cards_and_reproduces(cli: Runner, tmp_path:
     assert "TO DO: not stated (card.intended_use)" in card
     assert "| label errors | flag | " in card and "confident learning (cleanlab" in card
     assert "| leakage across splits | drop | validation: 0 exact" in card
+    assert "Black-box attack: HopSkipJump" in card and "detector.onnx" in card
     for plot in (
         "card_confusion.png",
         "card_roc.png",
