@@ -44,6 +44,11 @@ def row_hashes(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
     return pd.util.hash_pandas_object(frame[columns].astype(object), index=False).to_numpy()
 
 
+def _text(column: pd.Series) -> np.ndarray:
+    """Category values as text, a missing value as the empty string."""
+    return column.astype("string").fillna("").to_numpy(dtype=str)
+
+
 def _matrix(frame: pd.DataFrame, data: DataConfig, reference: pd.DataFrame) -> np.ndarray:
     """Numeric features standardized on ``reference`` (missing: 0), categories one-hot and
     set far apart, so a small distance means near-equal numbers and equal categories."""
@@ -56,8 +61,8 @@ def _matrix(frame: pd.DataFrame, data: DataConfig, reference: pd.DataFrame) -> n
         scaled = ((values - ref.mean()) / std).fillna(0.0).to_numpy()
         parts.append(scaled / np.sqrt(len(numeric)))  # distance = RMS difference
     for column in (c for c in data.categorical_features if c in frame.columns):
-        codes = frame[column].astype(str).to_numpy()
-        for category in np.unique(reference[column].astype(str).to_numpy()):
+        codes = _text(frame[column])
+        for category in np.unique(_text(reference[column])):
             parts.append((codes == category).astype(float)[:, None] * 1e3)
     if not parts:
         return np.zeros((len(frame), 1))

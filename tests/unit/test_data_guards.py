@@ -168,3 +168,27 @@ def test_regression_labels_shift_by_their_mean() -> None:
     from framework.data.guards import label_shift
 
     assert label_shift(moved, label_summary(frame, "y", "regression")) == pytest.approx(1.0, 0.01)
+
+
+def test_categorical_features_with_missing_values_are_compared() -> None:
+    from framework.config.data import ColumnSpec
+
+    data = _config().model_copy(
+        update={
+            "columns": {
+                "x": ColumnSpec(dtype="float"),
+                "plan": ColumnSpec(dtype="category", categories=["a", "b"]),
+                "target": ColumnSpec(dtype="category", role="target"),
+            }
+        }
+    )
+    frame = pd.DataFrame(
+        {
+            "x": [1.0, 1.0, 2.0, 3.0, 4.0, 5.0] * 5,
+            "plan": pd.Series(["a", None, "b", "a", None, "b"] * 5, dtype="category"),
+            "target": ["y", "n"] * 15,
+        }
+    )
+    kept, guards = guard_before_split(frame, data, "classification", None)
+    assert guards["duplicates"]["rows"] == 24 and len(kept) == 6
+    assert guards["near_duplicates"]["rows"] == 0  # 'a' and a missing plan are not near
