@@ -232,7 +232,9 @@ def _label_errors(
     probabilities = _out_of_fold(labelled, data, g.label_error_folds, data.split.seed)
     classes = np.array(sorted(counts.index))
     given = np.searchsorted(classes, labelled[target].astype(str).to_numpy())
-    suspect = find_label_issues(given, probabilities, filter_by="prune_by_noise_rate")
+    # n_jobs=1: cleanlab would otherwise fork a process pool, which can deadlock in a
+    # process that runs Ray's threads (the driver)
+    suspect = find_label_issues(given, probabilities, filter_by="prune_by_noise_rate", n_jobs=1)
     share = float(suspect.mean())
     rows = labelled.index[suspect]
     order = np.argsort(probabilities[suspect, given[suspect]])[:EXAMPLES]
