@@ -15,6 +15,7 @@ Two figures, on the test split, through the same ONNX graph that serves:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,7 +78,7 @@ def measure(
     out["perturbation_seconds"] = round(time.perf_counter() - started, 3)
     if signature.classification:
         out["attack"] = _attack(
-            predictor, rows.head(config.attack_rows), truth, std, config, detector
+            predictor, rows.head(config.attack_rows), truth, std, config, detector, seed
         )
     else:
         out["attack"] = {"note": "not run: the decision-based attack needs class labels"}
@@ -101,9 +102,11 @@ def black_box_attack(
     rows: pd.DataFrame,
     std: np.ndarray,
     config: RobustnessConfig,
+    seed: int = 0,
 ) -> Attack:
     """HopSkipJump (L-infinity, label-only queries) on the ONNX model, one row at a time;
-    categorical inputs stay as they are, numeric ones move in standardized units."""
+    categorical inputs stay as they are, numeric ones move in standardized units. Seeded:
+    the same model and rows give the same attack."""
     from art.attacks.evasion import HopSkipJump
     from art.estimators.classification import BlackBoxClassifier
 
@@ -140,11 +143,22 @@ def black_box_attack(
     started = time.perf_counter()
     adversarial = np.empty_like(standard)
     turned = np.zeros(len(standard), dtype=bool)
-    for i in range(len(standard)):
-        state["row"] = i
-        adversarial[i] = attack.generate(standard[i : i + 1])[0]
-        before, after = labels_of(standard[i : i + 1], i), labels_of(adversarial[i : i + 1], i)
-        turned[i] = bool(before[0] != after[0])
+    saved = np.random.get_state()  # HopSkipJump's steps draw from numpy's global generator
+    np.random.seed(seed)
+    draw = np.random.default_rng(seed)  # its own start is unseeded: give it one
+    try:
+        for i in range(len(standard)):
+            state["row"] = i
+            start = _starting_point(standard[i], labels_of, i, draw, low, high)
+            if start is None:  # nothing found to start from: the row stays as it is
+                adversarial[i] = standard[i]
+                continue
+            adversarial[i] = attack.generate(standard[i : i + 1], x_adv_init=start[None])[0]
+            before = labels_of(standard[i : i + 1], i)
+            after = labels_of(adversarial[i : i + 1], i)
+            turned[i] = bool(before[0] != after[0])
+    finally:
+        np.random.set_state(saved)
     return Attack(
         standard * scale,
         adversarial * scale,
@@ -155,6 +169,22 @@ def black_box_attack(
     )
 
 
+def _starting_point(
+    row: np.ndarray,
+    labels_of: Callable[[np.ndarray, int], np.ndarray],
+    index: int,
+    draw: np.random.Generator,
+    low: float,
+    high: float,
+    tries: int = 100,
+) -> np.ndarray | None:
+    """A random point the model labels differently from ``row`` (HopSkipJump's start)."""
+    label = labels_of(row[None], index)[0]
+    points = draw.uniform(low, high, size=(tries, len(row)))
+    found = np.flatnonzero(labels_of(points, index) != label)
+    return points[found[0]] if len(found) else None
+
+
 def _attack(
     predictor: OnnxPredictor,
     rows: pd.DataFrame,
@@ -162,8 +192,9 @@ def _attack(
     std: np.ndarray,
     config: RobustnessConfig,
     detector: OodScorer | None,
+    seed: int,
 ) -> dict[str, Any]:
-    found = black_box_attack(predictor, rows, std, config)
+    found = black_box_attack(predictor, rows, std, config, seed)
     predicted = predictor.predict_frame(rows).labels.astype(str)
     correct = predicted == truth[: len(rows)].astype(str)
     robust = correct & ~(found.turned & (found.distance <= config.epsilon))
