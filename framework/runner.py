@@ -112,6 +112,8 @@ def run_serve(cfg: RootConfig, output_dir: Path, console: Console) -> int:
         f"[bold]serve[/] {version.name} v{version.version} ({serving.alias}) "
         f"on http://{serving.host}:{serving.port}"
     )
+    if serving.queue.enabled:
+        _check_broker(cfg, name, console)
     conn = ensure_ray(cfg.ray)
     announce(console, conn)
 
@@ -178,6 +180,9 @@ def run_serve(cfg: RootConfig, output_dir: Path, console: Console) -> int:
         metrics = metrics_url()
         if metrics:
             console.print(f"  metrics:  {metrics}  (Prometheus, Ray metrics)")
+    if serving.queue.enabled:
+        console.print(f"  async:    POST {base}/v1/models/{version.name}/predict_async (202)")
+        console.print(f"  tasks:    GET {base}/v1/tasks/<task>  (pending, done, failed)")
     console.print("Example request:")
     console.print(
         f"  curl -s {base}/v1/models/{version.name}/predict{auth} "
@@ -239,6 +244,38 @@ def run_monitor(cfg: RootConfig, output_dir: Path, console: Console) -> int:
     result = monitor_batch(cfg, output_dir)
     print_result(console, result)
     return DRIFT_EXIT if result.report.drift else 0
+
+
+def _check_broker(cfg: RootConfig, app_name: str, console: Console) -> None:
+    """Say where the task queue is, and whether its broker answers now (never fatal)."""
+    import asyncio
+
+    from framework.serving.queue import TaskQueue
+
+    queue = TaskQueue(cfg.serve.queue, app_name)
+
+    async def ping() -> None:
+        try:
+            await queue.client.ping()
+        finally:
+            await queue.close()
+
+    try:
+        asyncio.run(ping())
+    except Exception as exc:
+        console.print(
+            f"[yellow]WARNING[/]: the task queue's broker at {queue.where} does not answer "
+            f"({exc}); predict_async answers 503 with Retry-After and the consumers keep "
+            "trying until it does",
+            soft_wrap=True,
+        )
+        return
+    console.print(
+        f"async: stream {queue.stream} (group {queue.group}) on {queue.where}; dead letters: "
+        f"{queue.dead}",
+        soft_wrap=True,
+        highlight=False,
+    )
 
 
 def _actor() -> str:

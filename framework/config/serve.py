@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import (
+    ConfigDict,
     Field,
     NonNegativeFloat,
     NonNegativeInt,
@@ -58,6 +59,134 @@ class AutoscalingConfig(StrictModel):
         return self
 
 
+class TlsConfig(StrictModel):
+    """TLS to the broker (used with a ``rediss://`` URL)."""
+
+    ca_file: str | None = Field(None, description="CA bundle that signed the broker's cert.")
+    cert_file: str | None = Field(None, description="Client certificate (mutual TLS).")
+    key_file: str | None = Field(None, description="Client certificate's private key.")
+    verify: bool = Field(True, description="Check the broker's certificate and host name.")
+
+
+class QueueScalingConfig(StrictModel):
+    """Ray Serve autoscaling of the consumers, on the queue's backlog."""
+
+    min_replicas: PositiveInt = Field(
+        1, description="Fewest consumers (at least 1: the consumers report the backlog)."
+    )
+    max_replicas: PositiveInt = Field(2, description="Most consumers.")
+    target_backlog: PositiveInt = Field(
+        256, description="Messages waiting per consumer the autoscaler aims for."
+    )
+    upscale_delay_s: NonNegativeFloat = Field(5.0, description="Backlog must last this long.")
+    downscale_delay_s: NonNegativeFloat = Field(
+        60.0, description="A small backlog must last this long to remove a consumer."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> QueueScalingConfig:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"min_replicas ({self.min_replicas}) must be <= max_replicas ({self.max_replicas})"
+            )
+        return self
+
+
+class AsyncConfig(StrictModel):
+    """Asynchronous inference through a Redis stream (``serve.async``).
+
+    ``POST /v1/models/{name}/predict_async`` checks the body like predict, adds it to the
+    stream and answers 202 with a task id; consumer replicas read the stream in batches
+    (a consumer group), predict with the served versions, store each result under its task
+    id with a TTL and acknowledge the message only then. A message not acknowledged within
+    ``visibility_timeout_s`` is delivered again; after ``max_deliveries`` it goes to the
+    dead-letter stream with its reason.
+    """
+
+    enabled: bool = Field(
+        False, description="Run the queue path: the predict_async route and the consumers."
+    )
+    broker_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        pattern=r"^(redis|rediss|unix)://",
+        description="Redis URL (redis://host:port/db; rediss:// for TLS). Keep credentials "
+        "out of it: see username_env and password_env.",
+    )
+    username_env: str | None = Field(
+        "FRAMEWORK_BROKER_USERNAME",
+        description="Environment variable holding the broker user name (ACL), when set.",
+    )
+    password_env: str | None = Field(
+        "FRAMEWORK_BROKER_PASSWORD",
+        description="Environment variable holding the broker password, when set.",
+    )
+    tls: TlsConfig = Field(default_factory=TlsConfig)
+    stream: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="Stream the tasks go to (default: framework:<app name>:tasks). Results, "
+        "task records and the dead-letter stream are named after it.",
+    )
+    group: str = Field("consumers", min_length=1, description="Consumer group of the replicas.")
+    dead_letter_stream: str | None = Field(
+        None, description="Where failed messages go (default: <stream>:dead)."
+    )
+    batch_messages: PositiveInt = Field(
+        32, le=10_000, description="Most messages a consumer takes from the stream at once."
+    )
+    max_batch_rows: PositiveInt = Field(
+        4096, description="Most rows in one ONNX Runtime call of a consumer."
+    )
+    block_ms: PositiveInt = Field(
+        500, le=60_000, description="How long an idle consumer waits on the stream per read."
+    )
+    visibility_timeout_s: PositiveFloat = Field(
+        30.0,
+        description="A delivered message not acknowledged within this (its consumer died or "
+        "hangs) is delivered to another consumer.",
+    )
+    retry_delay_s: NonNegativeFloat = Field(
+        1.0, description="A message whose prediction failed is tried again after this."
+    )
+    max_deliveries: PositiveInt = Field(
+        3,
+        le=1000,
+        description="Deliveries before a message that keeps failing goes to the dead-letter "
+        "stream with its reason.",
+    )
+    result_ttl_s: PositiveInt = Field(
+        86_400, description="How long results (and pending task records) are kept."
+    )
+    max_queue_length: PositiveInt = Field(
+        100_000,
+        description="Messages waiting at most; beyond it predict_async answers 503 with "
+        "Retry-After.",
+    )
+    dead_letter_max_length: PositiveInt = Field(
+        100_000, description="The dead-letter stream is trimmed to about this many entries."
+    )
+    connect_timeout_s: PositiveFloat = Field(
+        1.0, description="How long a producer or consumer waits to reach the broker."
+    )
+    num_replicas: PositiveInt | Literal["auto"] = Field(
+        "auto", description="Fixed consumer count, or `auto` to scale on the backlog."
+    )
+    autoscaling: QueueScalingConfig = Field(default_factory=QueueScalingConfig)
+    num_cpus: PositiveFloat = Field(0.5, description="CPUs Ray reserves for each consumer.")
+
+    @model_validator(mode="after")
+    def _timeouts(self) -> AsyncConfig:
+        if self.retry_delay_s >= self.visibility_timeout_s:
+            raise ValueError(
+                f"retry_delay_s ({self.retry_delay_s}) must be below visibility_timeout_s "
+                f"({self.visibility_timeout_s})"
+            )
+        if self.block_ms / 1000 >= self.visibility_timeout_s:
+            raise ValueError("block_ms must be well below visibility_timeout_s")
+        return self
+
+
 class TimeoutsConfig(StrictModel):
     """How long the ingress waits on a client; a slow or stalled client is cut off."""
 
@@ -76,6 +205,8 @@ class TimeoutsConfig(StrictModel):
 
 class ServeConfig(StrictModel):
     """The serving application: which model, where it listens, how it scales and batches."""
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
     app_name: str | None = Field(
         None, description="Ray Serve application name (default: the registered model's name)."
@@ -143,6 +274,11 @@ class ServeConfig(StrictModel):
         description="Out-of-distribution rows (the version's detector.onnx): flag adds "
         "`in_distribution` and `out_of_distribution` to each prediction and counts them by "
         "version; reject answers 422 naming the row and the features furthest out; off skips it.",
+    )
+    queue: AsyncConfig = Field(
+        default_factory=AsyncConfig,
+        alias="async",
+        description="Asynchronous inference through a message broker (serve.async).",
     )
     throughput_optimized: bool = Field(
         True,

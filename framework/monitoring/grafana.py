@@ -235,6 +235,67 @@ PANELS: list[tuple[str, str, str, list[tuple[str, str]], str]] = [
         ],
         "Batch sizes after request batching.",
     ),
+    (
+        "Async queue: depth and oldest message",
+        "timeseries",
+        "none",
+        [
+            (f"max by (model) ({m.ASYNC_DEPTH.prometheus})", "depth {{model}}"),
+            (f"max by (model) ({m.ASYNC_PENDING.prometheus})", "in flight {{model}}"),
+            (f"max by (model) ({m.ASYNC_OLDEST.prometheus})", "oldest age (s) {{model}}"),
+        ],
+        "Messages in the task stream (waiting or being worked on), those delivered and not "
+        "acknowledged yet, and the age of the oldest one. Every consumer reports the same "
+        "figures, hence max.",
+    ),
+    (
+        "Async tasks by outcome",
+        "timeseries",
+        "ops",
+        [
+            (
+                f"sum by (outcome) (rate({m.ASYNC_TASKS.prometheus}[1m]))",
+                "{{outcome}}",
+            ),
+            (
+                f"sum by (outcome) (rate({m.ASYNC_ENQUEUED.prometheus}[1m]))",
+                "enqueue {{outcome}}",
+            ),
+            (f"sum(rate({m.ASYNC_REDELIVERIES.prometheus}[1m]))", "redelivered"),
+        ],
+        "Messages enqueued through predict_async (accepted or refused), and consumed: done, "
+        "retried, dead-lettered, or already answered (a redelivery).",
+    ),
+    (
+        "Async end-to-end latency p50 / p99",
+        "timeseries",
+        "s",
+        [
+            (
+                "histogram_quantile(0.5, sum by (le) "
+                f"(rate({m.ASYNC_LATENCY.prometheus}_bucket[5m])))",
+                "p50",
+            ),
+            (
+                "histogram_quantile(0.99, sum by (le) "
+                f"(rate({m.ASYNC_LATENCY.prometheus}_bucket[5m])))",
+                "p99",
+            ),
+        ],
+        "From the broker taking a message to its result being stored.",
+    ),
+    (
+        "Async dead letters and broker reachability",
+        "timeseries",
+        "none",
+        [
+            (f"sum(increase({m.ASYNC_DEAD_LETTERED.prometheus}[5m]))", "dead-lettered (5m)"),
+            (f"max({m.ASYNC_DEAD_ENTRIES.prometheus})", "dead-letter stream entries"),
+            (f"min({m.ASYNC_BROKER_UP.prometheus})", "broker up (every consumer)"),
+        ],
+        "Messages that failed serve.async.max_deliveries times, and whether every consumer "
+        "reaches the broker.",
+    ),
 ]
 
 

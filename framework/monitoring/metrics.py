@@ -16,6 +16,8 @@ Kind = Literal["counter", "gauge", "histogram"]
 PROMETHEUS_PREFIX = "ray_"
 #: Bucket bounds of the request latency histogram, in seconds.
 LATENCY_BOUNDARIES = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]
+#: Bucket bounds of the end-to-end latency of queued tasks, in seconds.
+QUEUE_LATENCY_BOUNDARIES = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300]
 #: Bucket bounds of the batch size histogram, in rows.
 ROW_BOUNDARIES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096]
 
@@ -30,7 +32,7 @@ class MetricSpec:
     tag_keys: tuple[str, ...]
     boundaries: tuple[float, ...] = ()
     #: Which deployment records it: the model replicas or the monitor.
-    recorded_by: Literal["replica", "monitor"] = "monitor"
+    recorded_by: Literal["replica", "monitor", "consumer"] = "monitor"
 
     @property
     def prometheus(self) -> str:
@@ -60,6 +62,7 @@ def _spec(
     *tags: str,
     boundaries: list[float] | None = None,
     replica: bool = False,
+    consumer: bool = False,
 ) -> MetricSpec:
     return MetricSpec(
         name,
@@ -67,7 +70,7 @@ def _spec(
         description,
         ("model", *tags),
         tuple(boundaries or ()),
-        "replica" if replica else "monitor",
+        "consumer" if consumer else "replica" if replica else "monitor",
     )
 
 
@@ -216,6 +219,69 @@ REGISTRY_VERIFIED = _spec(
     "gauge",
     "1 when the served versions and the audit log verify, 0 when not (/readyz answers 503).",
 )
+ASYNC_ENQUEUED = _spec(
+    "framework_async_enqueued_total",
+    "counter",
+    "predict_async requests: accepted (the broker holds them) or refused (broker away, full).",
+    "outcome",
+    replica=True,
+)
+ASYNC_DEPTH = _spec(
+    "framework_async_queue_depth",
+    "gauge",
+    "Messages in the task stream: waiting or being worked on (every consumer reports it).",
+    consumer=True,
+)
+ASYNC_PENDING = _spec(
+    "framework_async_queue_pending",
+    "gauge",
+    "Messages delivered to a consumer and not acknowledged yet.",
+    consumer=True,
+)
+ASYNC_OLDEST = _spec(
+    "framework_async_oldest_message_age_seconds",
+    "gauge",
+    "Age of the oldest message still in the task stream (0: empty).",
+    consumer=True,
+)
+ASYNC_DEAD_ENTRIES = _spec(
+    "framework_async_dead_letter_entries",
+    "gauge",
+    "Entries in the dead-letter stream.",
+    consumer=True,
+)
+ASYNC_DEAD_LETTERED = _spec(
+    "framework_async_dead_lettered_total",
+    "counter",
+    "Messages moved to the dead-letter stream after serve.async.max_deliveries.",
+    consumer=True,
+)
+ASYNC_REDELIVERIES = _spec(
+    "framework_async_redeliveries_total",
+    "counter",
+    "Messages delivered again (a failed attempt, or a consumer that stopped holding them).",
+    consumer=True,
+)
+ASYNC_TASKS = _spec(
+    "framework_async_tasks_total",
+    "counter",
+    "Consumed messages by outcome: done, retried, dead_lettered, duplicate (already answered).",
+    "outcome",
+    consumer=True,
+)
+ASYNC_LATENCY = _spec(
+    "framework_async_latency_seconds",
+    "histogram",
+    "End-to-end latency of a task: from the broker taking the message to its stored result.",
+    boundaries=QUEUE_LATENCY_BOUNDARIES,
+    consumer=True,
+)
+ASYNC_BROKER_UP = _spec(
+    "framework_async_broker_up",
+    "gauge",
+    "1 while a consumer reaches the broker, 0 while it waits for it.",
+    consumer=True,
+)
 
 METRICS: tuple[MetricSpec, ...] = (
     REQUESTS,
@@ -241,6 +307,16 @@ METRICS: tuple[MetricSpec, ...] = (
     ROLLOUT_STEP,
     VERIFICATION_FAILURES,
     REGISTRY_VERIFIED,
+    ASYNC_ENQUEUED,
+    ASYNC_DEPTH,
+    ASYNC_PENDING,
+    ASYNC_OLDEST,
+    ASYNC_DEAD_ENTRIES,
+    ASYNC_DEAD_LETTERED,
+    ASYNC_REDELIVERIES,
+    ASYNC_TASKS,
+    ASYNC_LATENCY,
+    ASYNC_BROKER_UP,
 )
 
 

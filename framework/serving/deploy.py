@@ -35,6 +35,8 @@ from framework.store.registry import ModelVersion, open_registry
 
 IMPORT_PATH = "framework.serving.app:build_app"
 MONITOR = "Monitor"
+CONSUMER = "QueueConsumer"  # framework.serving.consumer.CONSUMER
+SCALING_POLICY = "framework.serving.scaling:BacklogPolicy"
 
 
 def _free_port(host: str = "127.0.0.1") -> int:
@@ -126,6 +128,34 @@ def monitor_options(settings: AppConfig) -> dict[str, Any]:
     }
 
 
+def consumer_options(config: ServeConfig) -> dict[str, Any]:
+    """Ray Serve options of the queue consumers (``serve.async``): scaled on the backlog."""
+    queue = config.queue
+    options: dict[str, Any] = {
+        "max_ongoing_requests": 4,
+        "graceful_shutdown_timeout_s": config.graceful_shutdown_s,
+        "health_check_period_s": config.health_check_period_s,
+        "ray_actor_options": {"num_cpus": queue.num_cpus},
+    }
+    if queue.num_replicas == "auto":
+        scaling = queue.autoscaling
+        options["autoscaling_config"] = {
+            "min_replicas": scaling.min_replicas,
+            "max_replicas": scaling.max_replicas,
+            "upscale_delay_s": scaling.upscale_delay_s,
+            "downscale_delay_s": scaling.downscale_delay_s,
+            "metrics_interval_s": 1.0,
+            "look_back_period_s": 5.0,
+            "policy": {
+                "policy_function": SCALING_POLICY,
+                "policy_kwargs": {"target_backlog": scaling.target_backlog},
+            },
+        }
+    else:
+        options["num_replicas"] = queue.num_replicas
+    return options
+
+
 def build_app(args: dict[str, Any] | AppConfig) -> Application:
     """Application builder (``import_path: framework.serving.app:build_app``)."""
     from ray.serve.config import BackpressureConfig
@@ -143,10 +173,17 @@ def build_app(args: dict[str, Any] | AppConfig) -> Application:
             status_code=503, retry_after_s=settings.serve.retry_after_s
         )
     )
-    if not settings.monitor.enabled:
-        return deployment.bind(settings)
-    monitor = serve.deployment(name=MONITOR)(Monitor).options(**monitor_options(settings))
-    return deployment.bind(settings, monitor.bind(settings))
+    monitor = None
+    if settings.monitor.enabled:
+        monitor = serve.deployment(name=MONITOR)(Monitor).options(**monitor_options(settings))
+        monitor = monitor.bind(settings)
+    if not settings.serve.queue.enabled:
+        return deployment.bind(settings, monitor)
+    from framework.serving.consumer import QueueConsumer
+
+    consumer = serve.deployment(name=CONSUMER)(QueueConsumer)
+    consumer = consumer.options(**consumer_options(settings.serve)).bind(settings, monitor)
+    return deployment.bind(settings, monitor, consumer)
 
 
 def audit_key_file(cfg: RootConfig) -> str | None:
@@ -236,7 +273,12 @@ def serve_config_document(cfg: RootConfig) -> dict[str, Any]:
                 "import_path": IMPORT_PATH,
                 "args": args.model_dump(mode="json"),
                 "deployments": [deployment]
-                + ([{"name": MONITOR, **monitor_options(args)}] if cfg.monitor.enabled else []),
+                + ([{"name": MONITOR, **monitor_options(args)}] if cfg.monitor.enabled else [])
+                + (
+                    [{"name": CONSUMER, **consumer_options(cfg.serve)}]
+                    if cfg.serve.queue.enabled
+                    else []
+                ),
             }
         ],
     }

@@ -32,12 +32,14 @@ _REASONS = {
     403: "The key lacks the role this route needs.",
     404: "No such model, version or route.",
     405: "The route does not take this method (see Allow).",
-    409: "Monitoring is off, the registry refused the move, or the version has no explainer.",
+    409: "Monitoring or asynchronous inference is off, the registry refused the move, or the "
+    "version has no explainer.",
     413: "The body is over serve.max_body_bytes.",
     422: "The request breaks the request rules; every problem is named by its field.",
     429: "The key passed its rate limit (see Retry-After).",
     500: "The model version failed to predict (a server error, counted against it).",
-    503: "The replicas are full, or the monitor is away (see Retry-After).",
+    503: "The replicas are full, the monitor or the message broker is away, or the task queue "
+    "is full (see Retry-After).",
 }
 _OBJECT = {"type": "object"}
 
@@ -175,8 +177,13 @@ def document(
         if route.body != "none":
             statuses |= {400, 422}
         responses: dict[str, Any] = {
-            "200": {"description": "OK", "content": _ok(route.path, route.body)}
+            str(route.ok): {
+                "description": "Accepted: queued" if route.ok == 202 else "OK",
+                "content": _ok(route.path, route.body),
+            }
         }
+        if route.ok == 202:
+            responses["202"]["headers"] = {"Location": {"schema": {"type": "string"}}}
         for status in sorted(statuses):
             responses[str(status)] = {"description": _REASONS[status], "content": error}
             if status in (429, 503):

@@ -87,6 +87,10 @@ class Recorder:
     def predicted(self, version: int, rid: str, feeds: Feeds, labels: np.ndarray) -> None:
         self.pending.predictions.append((version, rid, feeds, labels))
 
+    def enqueued(self, outcome: str) -> None:
+        """One predict_async request: accepted by the broker, or refused."""
+        self.metrics[m.ASYNC_ENQUEUED.name].inc(1, {**self.tags, "outcome": outcome})
+
     def out_of_distribution(self, version: int, rows: int) -> None:
         """Rows the version's detector flagged (counted whether answered or refused)."""
         self.metrics[m.OUT_OF_DISTRIBUTION.name].inc(rows, {**self.tags, "version": str(version)})

@@ -19,68 +19,29 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from framework.config.app import AppConfig
-from framework.config.data import ColumnSpec
 from framework.serving.auth import Gatekeeper
 from framework.serving.handlers import Call, Handlers, PredictionFailed, Reply
 from framework.serving.openapi import document
 from framework.serving.problems import HttpError, RequestInvalid, dumps, error_body
-from framework.serving.recorder import Recorder
-from framework.serving.router import VersionRouter
 from framework.serving.routes import RouteTable
-from framework.serving.rules import RequestRules
-from framework.store.registry import ModelRegistry
+from framework.serving.served import load_served
 
 logger = logging.getLogger("ray.serve")
 DEPLOYMENT = "ModelServer"
 
 
-def replica_providers(device: str) -> list[str]:
-    """ONNX Runtime providers of this replica: ``auto`` is cuda when Ray gave it a GPU."""
-    from framework.export.devices import providers
-
-    if device == "auto":
-        import ray
-
-        device = "cuda" if ray.get_gpu_ids() else "cpu"
-    return providers(device)  # type: ignore[arg-type]
-
-
 class ModelServer:
     """One replica: route, key, limits, request rules, batching and ONNX Runtime."""
 
-    def __init__(self, settings: AppConfig, monitor: Any = None):
+    def __init__(self, settings: AppConfig, monitor: Any = None, consumers: Any = None):
         if not isinstance(settings, AppConfig):  # a config file passes plain data
             settings = AppConfig.model_validate(settings)
         serve = settings.serve
         self.limit = serve.max_body_bytes
-        registry = ModelRegistry(settings.store_path, settings.security.audit_key_file)
-        self.router = VersionRouter(
-            registry,
-            settings.model_name,
-            serve.alias,
-            serve.onnx_threads,
-            serve.batching.max_batch_rows if serve.batching.enabled else 0,
-            serve.batching.max_batch_wait_ms,
-            replica_providers(serve.device),
-        )
-        first = self.router.first
-        schema = first.manifest["schema"]
-        columns = {
-            c: ColumnSpec.model_validate(schema[c])
-            for c in first.signature.numeric + first.signature.categorical
-        }
-        rules = RequestRules(columns, first.signature)
-        name = self.router.model_name
-        profile = None
-        try:
-            profile = orjson.loads(
-                registry.get(name, first.number).file("profile.json").read_bytes()
-            )
-        except (OSError, orjson.JSONDecodeError):
-            logger.warning(
-                "no training profile for %s v%s: regression bins are off", name, first.number
-            )
-        self.recorder = Recorder(name, self.router, monitor, settings.monitor, profile)
+        served = load_served(settings, monitor, batching=serve.batching.enabled)
+        registry, rules = served.registry, served.rules
+        self.router, self.recorder = served.router, served.recorder
+        first, name = self.router.first, self.router.model_name
         self.gate = Gatekeeper(settings.security, Path(settings.keys_base))
         openapi = document(
             f"{name} model server",

@@ -33,8 +33,10 @@ class Route:
     tag: str
     summary: str
     body: str = NO_BODY
-    #: Statuses this route may answer besides 200 and those every route may answer.
+    #: Statuses this route may answer besides its success and those every route may answer.
     statuses: tuple[int, ...] = ()
+    #: Its success status.
+    ok: int = 200
 
     @property
     def name(self) -> str:
@@ -115,6 +117,27 @@ ROUTES: tuple[Route, ...] = (
         "Predict JSON rows checked against the data schema.",
         RECORDS,
         _PREDICT,
+    ),
+    Route(
+        "POST",
+        "/v1/models/{name}/predict_async",
+        "predict",
+        H.predict_async,
+        "async",
+        "Queue JSON rows for prediction (checked like predict); 202 with the task id.",
+        RECORDS,
+        (400, 404, 409, 413, 422),
+        ok=202,
+    ),
+    Route(
+        "GET",
+        "/v1/tasks/{id}",
+        "predict",
+        H.task_status,
+        "async",
+        "A queued task: pending, done (the predictions as predict gives them) or failed; "
+        "404: unknown (never queued, or its result expired).",
+        statuses=(404, 409),
     ),
     Route(
         "POST",
