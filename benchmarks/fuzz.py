@@ -204,6 +204,7 @@ def cases(draw: Any, model: str, key: str, columns: list[str], max_body: int) ->
         st.sampled_from(
             [
                 "predict",
+                "predict_async",
                 "explain",
                 "infer",
                 "infer_version",
@@ -220,6 +221,7 @@ def cases(draw: Any, model: str, key: str, columns: list[str], max_body: int) ->
     version = draw(st.one_of(st.just("1"), st.sampled_from(ODD_SEGMENTS)))
     paths = {
         "predict": (f"/v1/models/{name}/predict", rows(columns)),
+        "predict_async": (f"/v1/models/{name}/predict_async", rows(columns)),
         "explain": (f"/v1/models/{name}/explain", rows(columns)),
         "infer": (f"/v2/models/{name}/infer", tensors(columns)),
         "infer_version": (f"/v2/models/{name}/versions/{version}/infer", tensors(columns)),
@@ -253,6 +255,10 @@ def cases(draw: Any, model: str, key: str, columns: list[str], max_body: int) ->
                     "/v1/admin/monitor",
                     "/nowhere",
                     f"/v1/models/{name}",
+                    f"/v1/tasks/{name}",
+                    f"/v1/tasks/{version}",
+                    "/v1/tasks/0123456789abcdef0123456789abcdef",
+                    "/v1/tasks/1-0",
                 ]
             )
         )

@@ -342,7 +342,9 @@ class QueueConsumer:
         except HttpError as exc:
             raise Failure(exc.message) from None
         except RequestInvalid as exc:
-            raise Failure(_invalid_reason(self.router, exc), _detail(exc)) from None
+            raise Failure(
+                exc.summary(self.router.model_name, self.router.first.number), exc.detail()
+            ) from None
         sticky = message.text("sticky")
         version = self.router.choose(sticky or None, message.task)
         score = flagged = None
@@ -354,7 +356,10 @@ class QueueConsumer:
                 self.recorder.out_of_distribution(version.number, int(flagged.sum()))
             if problems:
                 invalid = RequestInvalid(problems)
-                raise Failure(_invalid_reason(self.router, invalid), _detail(invalid))
+                raise Failure(
+                    invalid.summary(self.router.model_name, self.router.first.number),
+                    invalid.detail(),
+                )
         return _Job(message, feeds, rows, version, score, flagged)
 
     def _predict(self, chunk: list[_Job]) -> list[Answer]:
@@ -426,20 +431,6 @@ def _record(message: Message, offset_ms: float, **fields: Any) -> bytes:
             "latency_ms": round(max(0.0, finished_ms - queued_ms), 1),
         }
     )
-
-
-def _invalid_reason(router: Any, exc: RequestInvalid) -> str:
-    first = exc.problems[0]
-    where = ".".join(str(p) for p in first.loc)
-    more = f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""
-    return (
-        f"the body does not match the schema of {router.model_name} v{router.first.number}: "
-        f"{where}: {first.msg}{more}"
-    )
-
-
-def _detail(exc: RequestInvalid) -> list[dict[str, Any]]:
-    return [p.as_dict() for p in exc.problems[:50]]
 
 
 def _chunks(jobs: list[_Job], max_rows: int) -> list[list[_Job]]:

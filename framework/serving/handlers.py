@@ -33,11 +33,11 @@ from framework.serving.codec import (
     decode_records,
     encode_predictions,
 )
-from framework.serving.problems import HttpError, Problem, RequestInvalid, dumps
-from framework.serving.queue import TASK_ID, BrokerUnavailable, QueueFull, TaskQueue
+from framework.serving.problems import HttpError, Problem, RequestInvalid
 from framework.serving.recorder import Recorder
 from framework.serving.router import LoadedVersion, VersionRouter
 from framework.serving.rules import Feeds, RequestRules
+from framework.serving.tasks import TaskHandlers
 from framework.serving.tensors import (
     EXTENSIONS,
     HEADER_LENGTH,
@@ -114,7 +114,7 @@ def ood_verdict(
     return score, flagged, problems
 
 
-class Handlers:
+class Handlers(TaskHandlers):
     """The route handlers of one replica, over its parts."""
 
     def __init__(
@@ -142,11 +142,7 @@ class Handlers:
         self.openapi_body = openapi
         self.docs_body = docs
         self.started = time.time()
-        queue = self.serve.queue
-        app = self.serve.app_name or settings.model_name
-        self.queue = TaskQueue(queue, app) if queue.enabled else None
-        prefix = self.serve.route_prefix.rstrip("/")
-        self.tasks_path = f"{prefix}/v1/tasks/"
+        self._queue_init(settings)
 
     # -- helpers ---------------------------------------------------------------------------
     def _named(self, call: Call) -> None:
@@ -203,22 +199,6 @@ class Handlers:
             raise RequestInvalid(problems)
         return score, flagged
 
-    def _queue(self) -> TaskQueue:
-        if self.queue is None:
-            raise HttpError(
-                409,
-                "asynchronous inference is off for this application (serve.async.enabled=false)",
-            )
-        return self.queue
-
-    def _broker_away(self, exc: Exception) -> HttpError:
-        logger.warning("%s", exc)
-        return HttpError(
-            503,
-            f"the task queue is not available: {exc}",
-            headers={"Retry-After": str(self.serve.retry_after_s)},
-        )
-
     def _correlation(self, call: Call) -> str | None:
         value = call.headers.get(b"x-request-id")
         return value.decode("ascii") if value and _CORRELATION.fullmatch(value) else None
@@ -232,50 +212,6 @@ class Handlers:
             self.model, answer, self.router.first.signature, self._correlation(call)
         )
         return Reply(body, version=answer.version)
-
-    async def predict_async(self, call: Call) -> Reply:
-        """Check the body as predict does, queue it, and answer 202 once the broker has it."""
-        self._named(call)
-        queue = self._queue()
-        _, rows = decode_records(self.rules, call.body, self.serve.max_rows_per_request)
-        sticky = call.headers.get(self.sticky)
-        try:
-            task = await queue.enqueue(
-                call.body,
-                self.model,
-                sticky.decode("latin-1") if sticky else None,
-                self._correlation(call),
-            )
-        except (BrokerUnavailable, QueueFull) as exc:
-            self.recorder.enqueued("refused")
-            raise self._broker_away(exc) from None
-        self.recorder.enqueued("accepted")
-        where = self.tasks_path + task
-        body = {"task": task, "status": "pending", "model": self.model, "rows": rows}
-        return Reply(orjson.dumps({**body, "href": where}), 202, {"Location": where})
-
-    async def task_status(self, call: Call) -> Reply:
-        """pending, done (with the predict response) or failed; 404 when unknown."""
-        queue = self._queue()
-        task = call.params["id"]
-        found = None
-        if TASK_ID.fullmatch(task):
-            try:
-                found = await queue.status(task)
-            except BrokerUnavailable as exc:
-                raise self._broker_away(exc) from None
-        if found is None:
-            body = {
-                "task": task[:64],
-                "status": "unknown",
-                "error": f"no task {task[:64]!r}: never queued here, or its result expired "
-                f"(results are kept {self.serve.queue.result_ttl_s} s)",
-            }
-            return Reply(dumps(body), 404)
-        reply = Reply(orjson.dumps(found))
-        if found["status"] == "pending":
-            reply.headers["Retry-After"] = "1"
-        return reply
 
     async def explain(self, call: Call) -> Reply:
         self._named(call)

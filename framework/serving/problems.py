@@ -45,6 +45,18 @@ class RequestInvalid(Exception):
         super().__init__(f"{len(problems)} problem(s) in the request")
         self.problems = problems
 
+    def summary(self, model: str, version: int) -> str:
+        """One sentence: the first problem and how many more (a failed queued task's reason)."""
+        first = self.problems[0]
+        where = ".".join(str(p) for p in first.loc)
+        more = f" (and {len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
+        return (
+            f"the body does not match the schema of {model} v{version}: {where}: {first.msg}{more}"
+        )
+
+    def detail(self, most: int = 50) -> list[dict[str, Any]]:
+        return [p.as_dict() for p in self.problems[:most]]
+
 
 class HttpError(Exception):
     """A refusal with its status, message, optional field path and headers."""

@@ -368,7 +368,8 @@ class TaskQueue:
         for group in groups if isinstance(groups, list) else []:
             if _text(group["name"]) == self.group:
                 stats.pending = int(group.get("pending") or 0)
-                stats.lag = int(group.get("lag") or 0)
+                lag = group.get("lag")  # unknown after some restarts or deletions
+                stats.lag = int(lag) if lag is not None else max(stats.depth - stats.pending, 0)
         if isinstance(first, list) and first and isinstance(now, tuple | list):
             now_ms = now[0] * 1000 + now[1] / 1000
             stats.oldest_age_s = max(0.0, (now_ms - entry_ms(_text(first[0][0]))) / 1000.0)

@@ -15,6 +15,24 @@ ROOT = Path(__file__).resolve().parents[2]
 CLI_TIMEOUT_S = 300
 
 
+BROKER = "redis://127.0.0.1:6379/0"
+
+
+def drop_stream(stream: str, url: str = BROKER) -> None:
+    """Delete a test's task stream and every key named after it."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(f"{stream}*", count=1000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start : start + 1000])
+    except redis.RedisError:
+        pass
+    finally:
+        client.close()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

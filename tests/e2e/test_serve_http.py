@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ import requests
 from framework.export.onnx import Signature
 from framework.export.predictor import OnnxPredictor
 from framework.security.keys import add_key
-from tests.e2e.conftest import free_port
+from tests.e2e.conftest import drop_stream, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -117,6 +118,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     admin_key, _ = add_key(work / "api_keys.json", "ops", ["admin"])
     limited_key, _ = add_key(work / "api_keys.json", "bursty", ["predict"])
     port = free_port()
+    stream = f"framework-test:{uuid.uuid4().hex[:12]}"
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -133,6 +135,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             f"serve.timeouts.header_s={HEADER_TIMEOUT_S}",
             "security.rate_limit.requests_per_s=100",
             "security.rate_limit.burst=150",
+            # the queue routes go through the same fuzzing, on the machine's Redis
+            "serve.async.enabled=true",
+            f"serve.async.stream={stream}",
+            "serve.async.num_replicas=1",
         ],
         cwd=work,
         env=_env(),
@@ -161,6 +167,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
                 proc.wait(90)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        drop_stream(stream)
 
 
 def rows(n: int, seed: int = 0) -> list[dict[str, Any]]:
