@@ -171,6 +171,10 @@ class QueueConsumer:
 
     async def _connect(self) -> None:
         await self.queue.ensure_group()
+        # listed in the group from the start (Redis adds a consumer only when served first)
+        await self.queue.client.xgroup_createconsumer(
+            self.queue.stream, self.queue.group, self.name
+        )
         # what this consumer held before a broker outage: take it up again now
         held = await self.queue.client.xpending_range(
             self.queue.stream, self.queue.group, "-", "+", 10_000, consumername=self.name

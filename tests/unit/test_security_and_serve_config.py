@@ -111,6 +111,41 @@ def test_the_ray_serve_config_file_mirrors_the_config(tmp_path: Path) -> None:
     assert build_app(app["args"]) is not None
 
 
+def test_the_config_file_carries_the_queue_consumers_and_their_scaling_policy(
+    tmp_path: Path,
+) -> None:
+    from ray.serve.config import AutoscalingConfig
+    from ray.serve.schema import ServeDeploySchema
+
+    from framework.serving.app import build_app
+    from framework.serving.deploy import SCALING_POLICY, serve_config_document
+
+    cfg = load_config(
+        [
+            f"store.path={tmp_path / 'registry'}",
+            "serve.async.enabled=true",
+            "serve.async.autoscaling.max_replicas=3",
+            "serve.async.autoscaling.target_backlog=50",
+        ]
+    )
+    document = serve_config_document(cfg)
+    ServeDeploySchema.model_validate(document)
+    (app,) = document["applications"]
+    names = [d["name"] for d in app["deployments"]]
+    assert names == ["ModelServer", "Monitor", "QueueConsumer"]
+    scaling = app["deployments"][2]["autoscaling_config"]
+    assert scaling["max_replicas"] == 3
+    assert scaling["policy"] == {
+        "policy_function": SCALING_POLICY,
+        "policy_kwargs": {"target_backlog": 50},
+    }
+    # Ray resolves and pickles the policy as it would in its controller
+    policy = AutoscalingConfig(**scaling).policy.get_policy()
+    assert policy.__name__ == "BacklogPolicy"
+    assert app["args"]["serve"]["async"]["enabled"] is True
+    assert build_app(app["args"]) is not None
+
+
 def test_every_route_declares_a_role_and_a_wrong_method_gets_405() -> None:
     from framework.serving.auth import PUBLIC
     from framework.serving.handlers import Handlers
