@@ -299,6 +299,15 @@ def write_serve_config(cfg: RootConfig) -> Path:
         "# Start Ray with these environment variables for the fast HTTP path:",
         *[f"#   {k}={v}" for k, v in env.items()],
         "# Registry and keys paths below are absolute; on a cluster they must name shared storage.",
+        *(
+            [
+                f"# serve.async: every node must reach {cfg.serve.queue.broker_url.split('@')[-1]}"
+                f"; credentials come from ${cfg.serve.queue.password_env} (set it where Ray "
+                "starts).",
+            ]
+            if cfg.serve.queue.enabled and cfg.serve.queue.password_env
+            else []
+        ),
         "",
     ]
     fd, tmp = tempfile.mkstemp(prefix=".serve-", dir=out.parent)

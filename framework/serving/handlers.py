@@ -402,7 +402,7 @@ class Handlers(TaskHandlers):
         champion = self.router.champion
         return _json(
             {
-                "serve": self.serve.model_dump(mode="json"),
+                "serve": _without_secrets(self.serve.model_dump(mode="json")),
                 "security": self.settings.security.model_dump(
                     mode="json", include={"auth", "keys_file", "keys_env", "header", "rate_limit"}
                 ),
@@ -416,6 +416,16 @@ class Handlers(TaskHandlers):
                 "replica_started": self.started,
             }
         )
+
+
+def _without_secrets(serve: dict[str, Any]) -> dict[str, Any]:
+    """The serving config as admins see it: no password in the broker URL."""
+    from framework.serving.queue import safe_url
+
+    queue = serve.get("async") or {}
+    if queue.get("broker_url"):
+        queue["broker_url"] = safe_url(queue["broker_url"])
+    return serve
 
 
 def _package_version() -> str:
