@@ -41,6 +41,7 @@ from serve_http import (
     make_bodies,
     serve_command,
     stop,
+    train,
     wait_http,
 )
 
@@ -85,12 +86,13 @@ async def _worker(
 
 
 def post_load(
-    url_path: str, port: int, body: bytes, connections: int, duration: float, keep: bool
+    url_path: str, port: int, key: str, body: bytes, connections: int, duration: float, keep: bool
 ) -> Load:
     """POST ``body`` from ``connections`` keep-alive connections for ``duration`` seconds."""
     request = (
         f"POST {url_path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        f"Content-Type: application/json\r\nx-api-key: {key}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
     ).encode() + body
     out = Load(0, {}, [], 0.0, time.time(), [])
 
@@ -131,27 +133,6 @@ def drain(client: Any, stream: str, tasks: list[str], timeout: float) -> list[di
     return [json.loads(v) for v in found.values()]
 
 
-def train(work: Path) -> Path:
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "framework",
-            "model=logistic_regression",
-            "train.latency_runs=20",
-            "security.auth=off",
-        ],
-        cwd=work,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if run.returncode != 0:
-        raise RuntimeError(run.stdout + run.stderr)
-    return work / "model_registry" / MODEL / "versions" / "1"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -171,7 +152,7 @@ def main() -> None:
     client.ping()
     work = Path(tempfile.mkdtemp(prefix="fw-async-bench-"))
     print(f"training the benchmark model in {work} ...", flush=True)
-    version_dir = train(work)
+    version_dir, key = train(work)  # the model and an API key with the predict role
     bodies = {rows: make_bodies(version_dir)[("v1", rows)] for rows in SIZES}
     results: dict[tuple[str, int, int], dict[str, float]] = {}
     for consumers in [int(c) for c in args.consumers.split(",")]:
@@ -179,7 +160,6 @@ def main() -> None:
         stream = f"framework-bench:{int(time.time())}:{consumers}"
         cmd = serve_command(
             port,
-            "security.auth=off",
             "serve.num_replicas=1",
             "serve.async.enabled=true",
             f"serve.async.broker_url={args.broker}",
@@ -194,17 +174,9 @@ def main() -> None:
             for rows in SIZES:
                 body = bodies[rows]
                 if consumers == 1 or ("sync", rows, 0) not in results:
-                    sync = post_load(
-                        f"/v1/models/{MODEL}/predict", port, body, args.connections, 2, False
-                    )
-                    sync = post_load(
-                        f"/v1/models/{MODEL}/predict",
-                        port,
-                        body,
-                        args.connections,
-                        args.duration,
-                        False,
-                    )
+                    path = f"/v1/models/{MODEL}/predict"
+                    post_load(path, port, key, body, args.connections, 2, False)  # warm
+                    sync = post_load(path, port, key, body, args.connections, args.duration, False)
                     ok = sync.statuses.get(200, 0)
                     results[("sync", rows, 0)] = {
                         "rows_s": ok * rows / sync.seconds,
@@ -216,6 +188,7 @@ def main() -> None:
                 load = post_load(
                     f"/v1/models/{MODEL}/predict_async",
                     port,
+                    key,
                     body,
                     args.connections,
                     args.duration,

@@ -32,7 +32,7 @@ import requests
 from framework.export.onnx import Signature
 from framework.export.predictor import OnnxPredictor
 from tests.e2e.conftest import BROKER, drop_stream, free_port
-from tests.e2e.test_serve_http import rows
+from tests.e2e.test_serve_http import _cli, _env, rows
 
 pytestmark = pytest.mark.e2e
 
@@ -75,23 +75,6 @@ class App:
 
     def redis(self) -> redis.Redis:
         return redis.Redis.from_url(self.broker)
-
-
-def _env() -> dict[str, str]:
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "COLUMNS": "200"}
-    env.pop("RAY_ADDRESS", None)
-    return env
-
-
-def _cli(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "framework", *args],
-        cwd=work,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def _start(work: Path, key: str, broker: str, *extra: str) -> App:
