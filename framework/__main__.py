@@ -20,6 +20,11 @@ from framework.config.hydra_defaults import register_defaults
 
 register_defaults()
 
+#: The bundled config, shipped inside the package (``framework/conf``, the top-level
+#: ``conf/`` of the checkout), so that an installed framework finds it from any folder. A
+#: ``conf/`` in the working directory, or ``--config-dir``, comes before it.
+CONFIG_PATH = "pkg://framework.conf"
+
 
 def _task(cfg: DictConfig) -> None:
     def job() -> int:
@@ -34,7 +39,7 @@ def _task(cfg: DictConfig) -> None:
     run_guarded(job)
 
 
-hydra_main = hydra.main(config_path="../conf", config_name="config", version_base="1.3")(_task)
+hydra_main = hydra.main(config_path=CONFIG_PATH, config_name="config", version_base="1.3")(_task)
 
 
 def main() -> None:

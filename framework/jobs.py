@@ -33,12 +33,12 @@ JOB_FAILED = 1
 
 
 def project_root() -> Path:
-    """The folder holding the ``framework`` package and ``conf/``."""
+    """The folder holding the ``framework`` package (its bundled config inside)."""
     root = Path(__file__).resolve().parents[1]
-    if not (root / "conf" / "config.yaml").is_file():
+    if not (root / "framework" / "conf" / "config.yaml").is_file():
         raise ClusterError(
-            f"no conf/config.yaml beside the framework package in {root}",
-            hint="run from a checkout installed with `pip install -e .`",
+            f"no framework/conf/config.yaml in {root}: the installed package lacks its config",
+            hint="reinstall the framework (`pip install .`, or `pip install -e .` in a checkout)",
         )
     return root
 

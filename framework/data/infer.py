@@ -361,7 +361,7 @@ def init_data(
     kind = kinds.pop()
     name = snake_case(name or Path(path.rstrip("/*")).stem.split(".")[0])
     out = Path(settings.conf_dir) / "data" / f"{name}.yaml"
-    bundled = Path(__file__).resolve().parents[2] / "conf" / "data" / f"{name}.yaml"
+    bundled = Path(__file__).resolve().parents[1] / "conf" / "data" / f"{name}.yaml"
     if bundled.exists() and bundled.resolve() != out.resolve():
         raise ConfigError(
             [f"data.name: {name!r} is a bundled data config, which data={name} would load"],

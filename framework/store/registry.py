@@ -152,7 +152,8 @@ class AuditKey:
 
     def __init__(self, root: Path, key_file: str | Path | None = None):
         self.root = root
-        self.from_env = os.environ.get(AUDIT_KEY_ENV) or None
+        # stripped: a Kubernetes Secret made from the key file carries its newline
+        self.from_env = (os.environ.get(AUDIT_KEY_ENV) or "").strip() or None
         chosen = key_file or os.environ.get(AUDIT_KEY_FILE_ENV)
         if chosen:
             self.file = Path(chosen).expanduser()

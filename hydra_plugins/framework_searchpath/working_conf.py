@@ -1,9 +1,12 @@
-"""A ``conf/`` folder in the working directory adds config options to the bundled ones.
+"""A ``conf/`` folder in the working directory layers over the bundled config.
 
-``task=init`` writes ``conf/data/<name>.yaml`` in the working directory; with this plugin the
-next ``python -m framework data=<name>`` finds it, wherever the command runs. The bundled
-config comes first, so a file of the same name there wins; the folder is added only when it
-exists (Hydra warns about a search path entry that does not).
+The bundled config ships inside the package (``pkg://framework.conf``). A project of one's
+own is ``pip install`` plus a ``conf/`` folder: its files come first, so they add options
+(``task=init`` writes ``conf/data/<name>.yaml``; the next ``python -m framework
+data=<name>`` finds it) and replace bundled ones of the same name (``conf/serve/default.yaml``,
+or a whole ``conf/config.yaml``). The folder is added only when it exists (Hydra warns about
+a search path entry that does not), and not when it is the bundled one (in the checkout).
+``--config-dir`` adds another folder the same way.
 """
 
 from __future__ import annotations
@@ -13,11 +16,11 @@ from pathlib import Path
 from hydra.core.config_search_path import ConfigSearchPath
 from hydra.plugins.search_path_plugin import SearchPathPlugin
 
-BUNDLED = (Path(__file__).resolve().parents[2] / "conf").resolve()
+BUNDLED = (Path(__file__).resolve().parents[2] / "framework" / "conf").resolve()
 
 
 class WorkingConfSearchPath(SearchPathPlugin):
     def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
         here = Path.cwd() / "conf"
         if here.is_dir() and here.resolve() != BUNDLED:
-            search_path.append(provider="framework-working-dir", path=f"file://{here.resolve()}")
+            search_path.prepend(provider="framework-working-dir", path=f"file://{here.resolve()}")
