@@ -211,6 +211,17 @@ def run_serve(cfg: RootConfig, output_dir: Path, console: Console) -> int:
 def run_build_serve_config(cfg: RootConfig, output_dir: Path, console: Console) -> int:
     from framework.serving.deploy import serve_env, write_serve_config
 
+    if cfg.target == "kuberay":
+        from framework.serving.kuberay import write_manifests
+
+        path = write_manifests(cfg)
+        console.print(f"Wrote the KubeRay manifests {path}")
+        console.print(
+            "They name Secrets (API keys, audit key) and a volume claim for the registry: "
+            "the file's header says how to create them.",
+            soft_wrap=True,
+        )
+        return 0
     path = write_serve_config(cfg)
     console.print(f"Wrote the Ray Serve config {path}")
     env = " ".join(f"{k}={v}" for k, v in serve_env(cfg.serve).items())

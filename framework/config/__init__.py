@@ -19,6 +19,7 @@ from framework.config.data import ColumnSpec, DataConfig, SourceConfig
 from framework.config.errors import problems_of
 from framework.config.explain import ExplainConfig
 from framework.config.gates import GatesConfig
+from framework.config.kuberay import KubeRayConfig
 from framework.config.model import ModelConfig
 from framework.config.monitor import MonitorConfig
 from framework.config.optimize import OptimizeConfig
@@ -84,6 +85,11 @@ class RootConfig(StrictModel):
         "signatures, chain and head, each manifest against its audited sha256 and each file "
         "against its manifest; exit 5 on any failure. `task=registry verify` is short for it.",
     )
+    target: Literal["ray", "kuberay"] = Field(
+        "ray",
+        description="task=build_serve_config: a Ray Serve config file (ray), or a KubeRay "
+        "RayService manifest with its volume claim and PodMonitor (kuberay).",
+    )
     data: DataConfig
     model: ModelConfig
     train: TrainConfig = Field(default_factory=TrainConfig)
@@ -98,6 +104,7 @@ class RootConfig(StrictModel):
     score: ScoreConfig = Field(default_factory=ScoreConfig)
     gates: GatesConfig = Field(default_factory=GatesConfig)
     card: CardConfig = Field(default_factory=CardConfig)
+    kuberay: KubeRayConfig = Field(default_factory=KubeRayConfig)
 
     @model_validator(mode="after")
     def _model_fits_target(self) -> RootConfig:

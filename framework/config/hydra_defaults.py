@@ -14,6 +14,7 @@ from hydra.core.config_store import ConfigStore
 from framework.config.data import DataConfig
 from framework.config.explain import ExplainConfig
 from framework.config.gates import GatesConfig
+from framework.config.kuberay import KubeRayConfig
 from framework.config.monitor import MonitorConfig
 from framework.config.optimize import OptimizeConfig
 from framework.config.ray import RayConfig
@@ -41,6 +42,7 @@ def defaults_node() -> dict[str, Any]:
         "task": "train",
         "version": None,
         "verify": False,
+        "target": "ray",
         "data": data,
         "train": TrainConfig().model_dump(mode="json"),
         "ray": RayConfig().model_dump(mode="json"),
@@ -53,6 +55,7 @@ def defaults_node() -> dict[str, Any]:
         "explain": ExplainConfig().model_dump(mode="json"),
         "gates": GatesConfig().model_dump(mode="json"),
         "score": ScoreConfig().model_dump(mode="json"),
+        "kuberay": KubeRayConfig().model_dump(mode="json"),
     }
 
 

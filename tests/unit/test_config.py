@@ -115,9 +115,9 @@ BAD = [
     ),
     (
         ["+trian.seed=1"],
-        "trian: unknown key; valid keys here: card, data, explain, gates, model, monitor, "
-        "optimize, ray, score, security, serve, store, task, train, tune, verify, version; "
-        "did you mean 'train'?",
+        "trian: unknown key; valid keys here: card, data, explain, gates, kuberay, model, "
+        "monitor, optimize, ray, score, security, serve, store, target, task, train, tune, "
+        "verify, version; did you mean 'train'?",
     ),
     (["data.noise.missing_rate=1.5"], "data.noise.missing_rate: got 1.5; expected a number < 1"),
     (["version=0"], "version: got 0; expected an integer > 0"),
