@@ -11,6 +11,7 @@ a search path entry that does not), and not when it is the bundled one (in the c
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from hydra.core.config_search_path import ConfigSearchPath
@@ -19,8 +20,26 @@ from hydra.plugins.search_path_plugin import SearchPathPlugin
 BUNDLED = (Path(__file__).resolve().parents[2] / "framework" / "conf").resolve()
 
 
+def _config_dirs(argv: list[str]) -> list[Path]:
+    """The folders named by ``--config-dir``/``-cd`` on the command line."""
+    found = []
+    for i, arg in enumerate(argv):
+        if arg in ("--config-dir", "-cd") and i + 1 < len(argv):
+            found.append(Path(argv[i + 1]))
+        elif arg.startswith("--config-dir="):
+            found.append(Path(arg.split("=", 1)[1]))
+    return found
+
+
 class WorkingConfSearchPath(SearchPathPlugin):
     def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
+        # Hydra puts --config-dir after the bundled config, where it could only add options;
+        # here it comes first, then the working directory's conf/, then the bundled one.
         here = Path.cwd() / "conf"
         if here.is_dir() and here.resolve() != BUNDLED:
             search_path.prepend(provider="framework-working-dir", path=f"file://{here.resolve()}")
+        for folder in reversed(_config_dirs(sys.argv)):
+            if folder.is_dir():
+                search_path.prepend(
+                    provider="framework-config-dir", path=f"file://{folder.resolve()}"
+                )
