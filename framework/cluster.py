@@ -14,7 +14,7 @@ import os
 import re
 import socket
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from framework.config.ray import RayConfig
 from framework.errors import ClusterError
@@ -181,6 +181,30 @@ def version_mismatch(address: str, message: str) -> ClusterError | None:
     )
 
 
+#: What Ray says when a port it was given was taken between our check and its bind.
+_BUSY = ("address already in use", "already occupied", "Failed to start the dashboard")
+
+
+def _init(ray: Any, kwargs: dict[str, object], local: RayConfig | None, notes: list[str]) -> Any:
+    """``ray.init``; a local start whose port another process took meanwhile (two commands
+    starting Ray at the same moment) tries again on ports that are free now."""
+    for attempt in range(3):
+        try:
+            return ray.init(**kwargs)
+        except Exception as exc:
+            busy = any(text in str(exc) for text in _BUSY)
+            if local is None or not busy or attempt == 2:
+                if isinstance(exc, RuntimeError | ConnectionError | ValueError):
+                    raise
+                raise RuntimeError(str(exc).strip().splitlines()[-1][:500]) from exc
+            ray.shutdown()
+            ports, more = start_ports(local)
+            kwargs.update(ports)
+            notes.extend(more)
+            notes.append("a port was taken while Ray started; started again on free ones")
+    raise AssertionError("unreachable")
+
+
 def ensure_ray(config: RayConfig) -> RayConnection | None:
     """Join the running cluster or start a local instance (once); None if Ray was up already."""
     import ray
@@ -219,7 +243,7 @@ def ensure_ray(config: RayConfig) -> RayConnection | None:
         if how == "ray.address" and address == "auto":
             how = "ray.address=auto"
     try:
-        context = ray.init(**kwargs)
+        context = _init(ray, kwargs, config if found is None else None, notes)
     except (RuntimeError, ConnectionError, ValueError) as exc:
         target = found[0] if found else "a local instance"
         mismatch = version_mismatch(target, str(exc))
