@@ -263,7 +263,7 @@ def _check_broker(cfg: RootConfig, app_name: str, console: Console) -> None:
 
     from framework.serving.queue import TaskQueue
 
-    queue = TaskQueue(cfg.serve.queue, app_name)
+    queue = TaskQueue(cfg.serve.queue, app_name, cfg.store.path)
 
     async def ping() -> None:
         try:

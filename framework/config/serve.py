@@ -125,7 +125,8 @@ class AsyncConfig(StrictModel):
         None,
         min_length=1,
         max_length=200,
-        description="Stream the tasks go to (default: framework:<app name>:tasks). Results, "
+        description="Stream the tasks go to (default: framework:<app name>:<registry hash>:tasks, "
+        "printed by task=serve). Results, "
         "task records and the dead-letter stream are named after it.",
     )
     group: str = Field("consumers", min_length=1, description="Consumer group of the replicas.")

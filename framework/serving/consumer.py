@@ -92,7 +92,8 @@ class QueueConsumer:
         served = load_served(settings, monitor, batching=False)
         self.router, self.rules, self.recorder = served.router, served.rules, served.recorder
         self.model = self.router.model_name
-        self.queue = TaskQueue(self.config, settings.serve.app_name or settings.model_name)
+        app = settings.serve.app_name or settings.model_name
+        self.queue = TaskQueue(self.config, app, settings.store_path)
         self.name = consumer_name()
         self.tags = {"model": self.model}
         self.metrics = {name: spec.create() for name, spec in m.recorded_by("consumer").items()}

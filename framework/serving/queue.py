@@ -1,7 +1,9 @@
 """The task queue of asynchronous inference, on a Redis stream with a consumer group.
 
 Keys, all named after the stream (``serve.async.stream``, by default
-``framework:<app>:tasks``):
+``framework:<app>:<registry>:tasks``, where ``<registry>`` is a short hash of the registry's
+absolute path, so that another copy of the framework on the same Redis, serving a model of
+the same name from another registry, never reads this application's tasks):
 
 - ``<stream>``: the messages. Fields: ``body`` (a v1 predict body: one row object or a list
   of them), ``model`` (the served model's name), and optionally ``task`` (the task id; by
@@ -20,12 +22,14 @@ task id: the first stored result stands, a later one for the same task is droppe
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -119,6 +123,12 @@ def connection_options(config: AsyncConfig) -> dict[str, Any]:
     return options
 
 
+def default_stream(app_name: str, registry: str) -> str:
+    """``framework:<app>:<hash of the registry's absolute path>:tasks``."""
+    tag = hashlib.sha256(str(Path(registry).expanduser().resolve()).encode()).hexdigest()[:8]
+    return f"framework:{app_name}:{tag}:tasks"
+
+
 def safe_url(url: str) -> str:
     """The broker URL without a password, for messages and logs."""
     parts = urlsplit(url)
@@ -132,9 +142,9 @@ def safe_url(url: str) -> str:
 class TaskQueue:
     """Producer and consumer side of one stream."""
 
-    def __init__(self, config: AsyncConfig, app_name: str):
+    def __init__(self, config: AsyncConfig, app_name: str, registry: str):
         self.config = config
-        self.stream = config.stream or f"framework:{app_name}:tasks"
+        self.stream = config.stream or default_stream(app_name, registry)
         self.group = config.group
         self.dead = config.dead_letter_stream or f"{self.stream}:dead"
         self.where = safe_url(config.broker_url)

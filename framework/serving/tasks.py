@@ -38,7 +38,7 @@ class TaskHandlers:
     def _queue_init(self, settings: AppConfig) -> None:
         queue = settings.serve.queue
         app = settings.serve.app_name or settings.model_name
-        self.queue = TaskQueue(queue, app) if queue.enabled else None
+        self.queue = TaskQueue(queue, app, settings.store_path) if queue.enabled else None
         prefix = settings.serve.route_prefix.rstrip("/")
         self.tasks_path = f"{prefix}/v1/tasks/"
 

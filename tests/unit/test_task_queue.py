@@ -43,7 +43,7 @@ def _free_port() -> int:
 def _queue(url: str = BROKER, **overrides: Any) -> TaskQueue:
     stream = f"framework-test:{uuid.uuid4().hex[:12]}"
     config = AsyncConfig(enabled=True, broker_url=url, stream=stream, **overrides)
-    return TaskQueue(config, "app")
+    return TaskQueue(config, "app", "/tmp/registry")
 
 
 def _cleanup(url: str, stream: str) -> None:
@@ -211,6 +211,10 @@ def test_the_config_is_serve_async_and_checks_its_timeouts() -> None:
     serve = ServeConfig.model_validate({"async": {"enabled": True, "max_deliveries": 5}})
     assert serve.queue.enabled and serve.queue.max_deliveries == 5
     assert serve.model_dump(mode="json")["async"]["max_deliveries"] == 5
+    # two copies of the framework serving a model of the same name never share a stream
+    one = TaskQueue(AsyncConfig(), "churn", "/srv/a/model_registry").stream
+    other = TaskQueue(AsyncConfig(), "churn", "/srv/b/model_registry").stream
+    assert one != other and one.startswith("framework:churn:") and one.endswith(":tasks")
     with pytest.raises(ValueError, match="retry_delay_s"):
         AsyncConfig(retry_delay_s=40, visibility_timeout_s=30)
     with pytest.raises(ValueError, match="broker_url"):
