@@ -71,7 +71,7 @@ class ModelServer:
         call = Call({}, dict(scope["headers"]), b"", None)
         route_name, failed = "unmatched", False
         try:
-            match = self.table.match(scope["method"], scope["path"])
+            match = self.table.match(scope["method"], route_path(scope))
             route_name = match.route.name
             call.key = self.gate.admit(call.headers, match.route.role)
             call.params = match.params
@@ -114,6 +114,18 @@ class ModelServer:
         return (
             f"the request does not match the schema of {router.model_name} v{router.first.number}"
         )
+
+
+def route_path(scope: dict[str, Any]) -> str:
+    """The path below the application's route prefix (ASGI: ``path`` includes ``root_path``).
+
+    Ray Serve sets ``root_path`` to the route prefix, so an application served under
+    ``/staging/x`` matches ``/staging/x/readyz`` as ``/readyz``."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path") or ""
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("", "/"):
+        return path[len(root) :] or "/"
+    return path
 
 
 def _docs(name: str) -> bytes:

@@ -130,3 +130,16 @@ def test_the_gatekeeper_limits_each_key_on_its_own(
     with pytest.raises(HttpError) as info:
         gate.admit({b"x-api-key": b"\xff"}, "predict")
     assert info.value.status == 401
+
+
+def test_routes_match_below_the_route_prefix() -> None:
+    """Ray Serve passes the whole path and the prefix as ``root_path`` (ASGI)."""
+    from framework.serving.replica import route_path
+
+    assert route_path({"path": "/readyz", "root_path": ""}) == "/readyz"
+    assert route_path({"path": "/_staging/x1/readyz", "root_path": "/_staging/x1"}) == "/readyz"
+    assert route_path({"path": "/_staging/x1", "root_path": "/_staging/x1"}) == "/"
+    # a path that merely starts with the prefix's characters is not below it
+    assert route_path({"path": "/_staging/x10/readyz", "root_path": "/_staging/x1"}) == (
+        "/_staging/x10/readyz"
+    )
