@@ -84,3 +84,10 @@ class ClusterError(FrameworkError):
     submitted job could not run."""
 
     exit_code = 7
+
+
+class InfraValidationError(FrameworkError):
+    """A candidate deployed as a staging application did not serve as required (it did not
+    start, answered differently from its offline predictions, erred or broke its p99 budget)."""
+
+    exit_code = 9

@@ -453,6 +453,27 @@ def run_score(cfg: RootConfig, output_dir: Path, console: Console) -> int:
     return 0
 
 
+def run_pipeline(cfg: RootConfig, output_dir: Path, console: Console) -> int:
+    """Validate, train, evaluate, gate, register, validate on a staging app, then alias."""
+    from framework.shipping.pipeline import Pipeline
+
+    return Pipeline(cfg, output_dir, console).run()
+
+
+def run_init_ci(cfg: RootConfig, output_dir: Path, console: Console) -> int:
+    """Write the CI/CD workflow for the user's repository (``.github/workflows/``)."""
+    from framework.shipping.workflow import write_workflow
+
+    path = write_workflow(cfg, Path.cwd())
+    console.print(f"Wrote the CI/CD workflow {path}")
+    console.print(
+        "It needs the repository secrets it names in its header (the cluster's address, the "
+        "image registry, the Kubernetes credentials).",
+        soft_wrap=True,
+    )
+    return 0
+
+
 TASKS: dict[str, Callable[[RootConfig, Path, Console], int]] = {
     "train": run_train,
     "registry": run_registry,
@@ -467,6 +488,8 @@ TASKS: dict[str, Callable[[RootConfig, Path, Console], int]] = {
     "reproduce": run_reproduce,
     "update": run_update,
     "score": run_score,
+    "pipeline": run_pipeline,
+    "init_ci": run_init_ci,
 }
 
 

@@ -184,6 +184,8 @@ def print_registry(console: Console, store: ModelRegistry, name: str | None) -> 
             moved = ""
             if "from" in entry or "to" in entry:
                 moved = f" {entry.get('alias') or 'share'} {entry.get('from')} -> {entry.get('to')}"
+            if "stage" in entry:  # task=pipeline
+                moved = f" {entry['stage']} {entry.get('status')} (run {entry.get('run')})"
             reason = f" ({entry['reason']})" if entry.get("reason") else ""
             when = datetime.fromtimestamp(entry["time"]).isoformat(timespec="seconds")
             console.print(

@@ -23,6 +23,7 @@ from framework.config.kuberay import KubeRayConfig
 from framework.config.model import ModelConfig
 from framework.config.monitor import MonitorConfig
 from framework.config.optimize import OptimizeConfig
+from framework.config.pipeline import PipelineConfig
 from framework.config.ray import RayConfig
 from framework.config.score import ScoreConfig
 from framework.config.security import SecurityConfig
@@ -67,6 +68,8 @@ Task = Literal[
     "update",
     "score",
     "init",
+    "pipeline",
+    "init_ci",
 ]
 
 
@@ -105,6 +108,7 @@ class RootConfig(StrictModel):
     gates: GatesConfig = Field(default_factory=GatesConfig)
     card: CardConfig = Field(default_factory=CardConfig)
     kuberay: KubeRayConfig = Field(default_factory=KubeRayConfig)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
 
     @model_validator(mode="after")
     def _model_fits_target(self) -> RootConfig:

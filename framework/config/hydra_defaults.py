@@ -17,6 +17,7 @@ from framework.config.gates import GatesConfig
 from framework.config.kuberay import KubeRayConfig
 from framework.config.monitor import MonitorConfig
 from framework.config.optimize import OptimizeConfig
+from framework.config.pipeline import PipelineConfig
 from framework.config.ray import RayConfig
 from framework.config.score import ScoreConfig
 from framework.config.security import SecurityConfig
@@ -56,6 +57,7 @@ def defaults_node() -> dict[str, Any]:
         "gates": GatesConfig().model_dump(mode="json"),
         "score": ScoreConfig().model_dump(mode="json"),
         "kuberay": KubeRayConfig().model_dump(mode="json"),
+        "pipeline": PipelineConfig().model_dump(mode="json"),
     }
 
 

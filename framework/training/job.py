@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,8 +57,18 @@ class TrainResult:
     robustness: dict[str, Any] | None = None
     version: ModelVersion | None = None
     alias: str | None = None
+    #: With ``hold_alias``: the alias the version passed its gates for, not yet set.
+    pending_alias: str | None = None
     dashboard_url: str | None = None
     output_dir: Path | None = None
+
+
+#: Called with the name of each phase as it starts: validate, train, evaluate, gates, register.
+PhaseHook = Callable[[str], None]
+
+
+def _no_phase(name: str) -> None:
+    return None
 
 
 @dataclass
@@ -75,12 +86,18 @@ def train(
     stages: Stages,
     prepared: PreparedData | None = None,
     base: BaseVersion | None = None,
+    phase: PhaseHook = _no_phase,
+    hold_alias: bool = False,
 ) -> TrainResult:
     """Run the whole train graph for ``cfg``; register the model unless ``train.dry_run``.
 
     ``prepared`` skips loading and checking the data when it was prepared already. ``base``
     continues a registered version's fitted pipeline on ``cfg.data`` (``task=update``): the
     data streams chunk by chunk, the cleaning steps stay as fitted, the model warm-starts.
+    ``phase`` hears each phase as it starts (``task=pipeline`` gives each its exit status).
+    ``hold_alias`` registers the version without an alias (``pending_alias`` says which it
+    earned), and a champion comparison that fails refuses the version instead of
+    registering it without one.
     """
     import ray
 
@@ -95,13 +112,16 @@ def train(
     conn = cluster.connection
     dashboard = conn.dashboard_url if conn else None
     stream_info: dict[str, Any] | None = None
+    phase("validate")
     if prepared is None and (data.source.chunk_rows is not None or base is not None):
+        phase("train")  # chunks are checked as they stream into the fit
         prepared, pipeline, fit_seconds, stream_info = _train_streaming(
             cfg, stages, output_dir, base
         )
     else:
         if prepared is None:
             prepared = prepare(cfg, stages, output_dir)
+        phase("train")
         pipeline, fit_seconds = _fit_in_memory(cfg, prepared, stages)
     dataset, parts, task = prepared.dataset, prepared.splits, prepared.task
     numeric, categorical = data.numeric_features, data.categorical_features
@@ -110,6 +130,7 @@ def train(
         return model_input(frame, numeric, categorical)
 
     groups = {c: parts.test[c] for c in data.sensitive}
+    phase("evaluate")
     with stages.stage("evaluate on the test split"):
         X_test = inputs(parts.test)
         test_eval = evaluate(pipeline, X_test, parts.test[data.target], task, "test", groups)
@@ -127,6 +148,7 @@ def train(
             "validation": val_eval.to_dict() if val_eval else None,
         }
         (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    phase("gates")
     fairness = None
     if data.sensitive and cfg.gates.fairness.enabled:
         from framework.governance.fairness import fairness_report, refusal
@@ -218,18 +240,19 @@ def train(
     )
     if cfg.train.dry_run:
         return result
-    with stages.stage("register the model version"):
-        store = open_registry(cfg.store.path, cfg.security.audit_key_file)
-        name = cfg.model_name
-        alias = _alias_for(cfg.train.alias, store.aliases(name))
-        champion_check = None
-        if alias == "challenger" and cfg.gates.champion.enabled:
-            from framework.governance.champion import champion_gate
+    store = open_registry(cfg.store.path, cfg.security.audit_key_file)
+    name = cfg.model_name
+    alias = _alias_for("auto" if hold_alias else cfg.train.alias, store.aliases(name))
+    champion_check = None
+    if alias == "challenger" and cfg.gates.champion.enabled:
+        from framework.governance.champion import champion_gate
 
-            runs = max(cfg.train.latency_runs, 200)
+        champion = store.resolve(name, "champion")
+        runs = max(cfg.train.latency_runs, 200)
+        with stages.stage(f"champion gate: compare with champion v{champion.version}"):
             champion_check = champion_gate(
                 cfg.gates.champion,
-                store.resolve(name, "champion"),
+                champion,
                 served_bytes,
                 exported.signature,
                 model_input(parts.test, numeric, categorical).assign(
@@ -240,8 +263,21 @@ def train(
                 cfg.gates.fairness.min_group_rows,
                 lambda a, b: paired_latency(a, b, parts.test[numeric + categorical], runs),
             )
-            if not champion_check["passed"]:
-                alias = None
+        if not champion_check["passed"]:
+            if hold_alias:
+                from framework.errors import ModelRefusedError
+
+                raise ModelRefusedError(
+                    f"the champion gate refused it against v{champion.version}: "
+                    + "; ".join(champion_check["reasons"]),
+                    path="gates.champion",
+                    hint="nothing was registered or aliased",
+                )
+            alias = None
+    if hold_alias:
+        result.pending_alias, alias = alias, None
+    phase("register")
+    with stages.stage("register the model version"):
         files = {
             "model.onnx": served_bytes,
             "profile.json": json.dumps(

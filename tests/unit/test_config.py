@@ -110,16 +110,17 @@ BAD = [
     (
         ["task=scor"],
         "task: got 'scor'; expected one of: train, registry, serve, build_serve_config, "
-        "api_key, monitor, promote, rollback, explain, card, reproduce, update, score, init; "
-        "did you mean 'score'?",
+        "api_key, monitor, promote, rollback, explain, card, reproduce, update, score, init, "
+        "pipeline, init_ci; did you mean 'score'?",
     ),
     (
         ["+trian.seed=1"],
         "trian: unknown key; valid keys here: card, data, explain, gates, kuberay, model, "
-        "monitor, optimize, ray, score, security, serve, store, target, task, train, tune, "
-        "verify, version; did you mean 'train'?",
+        "monitor, optimize, pipeline, ray, score, security, serve, store, target, task, train, "
+        "tune, verify, version; did you mean 'train'?",
     ),
     (["data.noise.missing_rate=1.5"], "data.noise.missing_rate: got 1.5; expected a number < 1"),
+    (["pipeline.infra.p99_ms=0"], "pipeline.infra.p99_ms: got 0; expected a number > 0"),
     (["version=0"], "version: got 0; expected an integer > 0"),
     (
         ["ray.address=auto", "ray.object_store_memory_mb=100"],

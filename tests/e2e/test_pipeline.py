@@ -1,0 +1,222 @@
+"""``task=pipeline`` beside a running application, as a release job runs it.
+
+The first version comes through the pipeline itself and becomes champion; `task=serve`
+serves it with the monitor on (the canary holds its first step). Then:
+
+- a random forest made very large on purpose, correct (it passes every offline gate, its
+  answers equal ONNX Runtime's) but too slow for the declared load, is refused at infra
+  validation with that stage's exit status; nothing is aliased, every request the serving
+  application answered meanwhile came from the champion, and the staging routes are gone;
+- a good candidate, submitted as a Ray Job to the running cluster, passes every stage and
+  becomes challenger, and the running application starts its canary.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from sklearn.datasets import load_breast_cancer
+
+from framework.data.source import snake_case
+from framework.security.keys import add_key
+from framework.shipping.pipeline import STAGES
+from framework.store.registry import ModelRegistry
+from tests.e2e.conftest import cli_env, free_port, run_cli
+
+pytestmark = pytest.mark.e2e
+
+NAME = "breast_cancer"
+FAST = ["model=logistic_regression", "data.noise.enabled=false", "train.latency_runs=5"]
+MONITOR = [
+    "monitor.registry_poll_s=0.5",
+    "monitor.rollout.min_requests_per_step=100000",  # the canary holds its first step
+]
+#: Correct but slow: 3000 full-depth trees, declared load of 256-row requests at 40/s.
+SLOW = [
+    "model=random_forest",
+    "model.n_estimators=3000",
+    "data.noise.enabled=false",
+    "train.latency_runs=5",
+    "train.robustness.enabled=false",
+    "gates.champion.max_quality_drop=1",
+    "gates.champion.max_latency_ratio=100000",
+    "gates.champion.max_size_ratio=100000",
+]
+LOAD = [
+    "pipeline.infra.rows_per_request=256",
+    "pipeline.infra.rate_rps=40",
+    "pipeline.infra.duration_s=4",
+    "pipeline.infra.p99_ms=60",
+]
+
+
+@dataclass
+class App:
+    work: Path
+    url: str
+    key: str
+    proc: subprocess.Popen[str]
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def store(self) -> ModelRegistry:
+        return ModelRegistry(self.work / "model_registry")
+
+    def status(self) -> dict[str, Any]:
+        response = requests.get(
+            f"{self.url}/v1/admin/monitor", headers={"x-api-key": self.key}, timeout=10
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def predict(self, rows: list[dict[str, float]]) -> int:
+        response = requests.post(
+            f"{self.url}/v1/models/{NAME}/predict",
+            json=rows,
+            headers={"x-api-key": self.key, "x-customer-id": "c-1"},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        return int(response.json()["version"])
+
+    def stages(self, run: str) -> list[dict[str, Any]]:
+        return [e for e in self.store.audit(NAME) if e.get("run") == run]
+
+
+def _rows(n: int) -> list[dict[str, float]]:
+    data = load_breast_cancer()
+    names = [snake_case(x) for x in data.feature_names]
+    return [dict(zip(names, map(float, x), strict=True)) for x in data.data[:n]]
+
+
+def _run_id(output: str) -> str:
+    return output.split("(run ")[1].split(")")[0]
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+    work = tmp_path_factory.mktemp("pipeline")
+    first = run_cli(work, "task=pipeline", *FAST)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert ModelRegistry(work / "model_registry").aliases(NAME) == {"champion": 1}
+    key, _ = add_key(work / "api_keys.json", "ops", ["predict", "admin"])
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "framework", "task=serve", *FAST, *MONITOR, f"serve.port={port}"],
+        cwd=work,
+        env=cli_env({"COLUMNS": "200"}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    served = App(work, f"http://127.0.0.1:{port}", key, proc)
+
+    def follow() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            served.lines.append(line)
+
+    threading.Thread(target=follow, daemon=True).start()
+    try:
+        deadline = time.monotonic() + 240
+        while not any("Serving until interrupted" in line for line in served.lines):
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(served.lines)
+            time.sleep(0.3)
+        yield served
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(90)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_the_first_version_passed_every_stage_and_became_champion(app: App) -> None:
+    runs = [e for e in app.store.audit(NAME) if e["action"] == "pipeline_stage"]
+    assert [e["stage"] for e in runs] == list(STAGES)
+    assert all(e["status"] == "passed" and e["exit_status"] == 0 for e in runs)
+    infra = next(e for e in runs if e["stage"] == "infra_validation")
+    assert infra["mismatches"] == 0 and infra["errors"] == 0 and infra["torn_down"] is True
+    assert infra["replayed"] == 200 and infra["p99_ms"] <= infra["budget_p99_ms"]
+
+
+def test_a_correct_but_slow_forest_is_refused_at_infra_validation(app: App) -> None:
+    rows = _rows(8)
+    answered: list[int] = []
+    stop = threading.Event()
+
+    def traffic() -> None:  # what the serving application answers while the pipeline runs
+        while not stop.is_set():
+            answered.append(app.predict(rows))
+            time.sleep(0.05)
+
+    sender = threading.Thread(target=traffic, daemon=True)
+    sender.start()
+    try:
+        run = run_cli(app.work, "task=pipeline", *SLOW, *LOAD)
+    finally:
+        stop.set()
+        sender.join(30)
+    output = run.stdout + run.stderr
+    assert run.returncode == STAGES["infra_validation"] == 9, output
+    assert "error in stage infra_validation" in run.stderr, output
+    assert "over the budget of 60 ms" in output, output
+    assert "0 answered differently from ONNX offline" in run.stdout, output  # correct, slow
+
+    refused = len(app.store.versions(NAME))  # registered, never aliased
+    assert app.store.aliases(NAME) == {"champion": 1}
+    assert not [
+        e for e in app.store.audit(NAME) if e["action"] == "alias" and e.get("to") == refused
+    ]
+    stages = app.stages(_run_id(run.stdout))
+    assert [(e["stage"], e["status"]) for e in stages] == [
+        ("validate", "passed"),
+        ("train", "passed"),
+        ("evaluate", "passed"),
+        ("gates", "passed"),
+        ("register", "passed"),
+        ("infra_validation", "failed"),
+    ]
+    assert stages[-1]["exit_status"] == 9 and stages[-1]["torn_down"] is True
+    assert stages[-1]["p99_ms"] > 60 and stages[-1]["errors"] == 0
+
+    assert answered and set(answered) == {1}, answered  # the serving app never saw it
+    status = app.status()
+    assert status["rollout"]["challenger"] is None, json.dumps(status)[:2000]
+    assert refused not in (status["routing"]["champion"], status["routing"].get("challenger"))
+    staging = f"{app.url}/_staging/{_run_id(run.stdout)}/readyz"
+    assert requests.get(staging, timeout=10).status_code == 404  # torn down
+    assert not any((app.work / "model_registry" / ".staging").iterdir())  # its key is gone
+
+
+def test_a_pipeline_submitted_as_a_ray_job_makes_a_challenger_and_starts_the_canary(
+    app: App,
+) -> None:
+    run = run_cli(app.work, "task=pipeline", "ray.submit=true", *FAST, "train.seed=1")
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    assert "Submitted Ray Job framework-pipeline-" in run.stdout, output
+    assert "Pipeline passed" in run.stdout, output  # the job's own output, streamed
+    version = len(app.store.versions(NAME))
+    assert app.store.aliases(NAME) == {"champion": 1, "challenger": version}
+    stages = app.stages(_run_id(run.stdout))
+    assert [e["stage"] for e in stages] == list(STAGES)
+    assert all(e["status"] == "passed" for e in stages)
+    deadline = time.monotonic() + 120
+    status = app.status()
+    while status["rollout"]["challenger"] != version or status["routing"]["weight"] <= 0:
+        assert time.monotonic() < deadline, json.dumps(status)[:2000]
+        time.sleep(0.5)
+        status = app.status()
+    assert status["routing"]["champion"] == 1
