@@ -229,7 +229,7 @@ class Pipeline:
         err.print(Text(f"error in stage {name}: ", style="red") + Text(message), soft_wrap=True)
         err.print(f"Pipeline stopped at {name} (exit status {STAGES[name]}); nothing was aliased.")
         self._print_stages()
-        return STAGES[name]
+        return 130 if isinstance(exc, KeyboardInterrupt) else STAGES[name]
 
     # -- output -------------------------------------------------------------------------
     def _write_summary(self) -> None:
