@@ -32,10 +32,10 @@ import orjson
 from redis.exceptions import RedisError
 
 from framework.config.app import AppConfig
-from framework.export.signature import NUMERIC_INPUT
 from framework.monitoring import metrics as m
 from framework.serving.codec import Answer, decode_records, encode_predictions
-from framework.serving.handlers import ood_verdict
+from framework.serving.handlers import screen_ood
+from framework.serving.names import BACKLOG
 from framework.serving.problems import HttpError, RequestInvalid
 from framework.serving.queue import Message, QueueStats, TaskQueue, entry_ms
 from framework.serving.router import LoadedVersion, rows_of
@@ -43,11 +43,8 @@ from framework.serving.rules import Feeds
 from framework.serving.served import load_served
 
 logger = logging.getLogger("ray.serve")
-CONSUMER = "QueueConsumer"
 #: The route name the consumers' predictions are counted under.
 ROUTE = "async_task"
-#: The custom autoscaling metric each consumer reports (messages waiting or in flight).
-BACKLOG = "queue_backlog"
 
 
 @dataclass
@@ -352,19 +349,13 @@ class QueueConsumer:
             ) from None
         sticky = message.text("sticky")
         version = self.router.choose(sticky or None, message.task)
-        score = flagged = None
-        if version.ood is not None and NUMERIC_INPUT in feeds:
-            score, flagged, problems = ood_verdict(
-                self.settings.serve.ood, version.ood, feeds[NUMERIC_INPUT]
-            )
-            if flagged is not None and flagged.any():
-                self.recorder.out_of_distribution(version.number, int(flagged.sum()))
-            if problems:
-                invalid = RequestInvalid(problems)
-                raise Failure(
-                    invalid.summary(self.router.model_name, self.router.first.number),
-                    invalid.detail(),
-                )
+        try:
+            score, flagged = screen_ood(self.settings.serve.ood, version, feeds, self.recorder)
+        except RequestInvalid as invalid:
+            raise Failure(
+                invalid.summary(self.router.model_name, self.router.first.number),
+                invalid.detail(),
+            ) from None
         return _Job(message, feeds, rows, version, score, flagged)
 
     def _predict(self, chunk: list[_Job]) -> list[Answer]:

@@ -30,12 +30,12 @@ from framework.config.serve import ServeConfig
 from framework.errors import ConfigError
 from framework.security.keys import load_keys, resolve_keys_file
 from framework.serving import ingress
+from framework.serving.names import CONSUMER
 from framework.serving.replica import DEPLOYMENT, ModelServer
 from framework.store.registry import ModelVersion, open_registry
 
 IMPORT_PATH = "framework.serving.app:build_app"
 MONITOR = "Monitor"
-CONSUMER = "QueueConsumer"  # framework.serving.consumer.CONSUMER
 SCALING_POLICY = "framework.serving.scaling:BacklogPolicy"
 
 

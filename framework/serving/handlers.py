@@ -114,6 +114,19 @@ def ood_verdict(
     return score, flagged, problems
 
 
+def screen_ood(policy: str, version: LoadedVersion, feeds: Feeds, recorder: Any) -> tuple[Any, Any]:
+    """The version's out-of-distribution verdict per row, for predict and the consumers alike:
+    flagged rows are counted by version; with policy ``reject`` they raise ``RequestInvalid``."""
+    if version.ood is None or NUMERIC_INPUT not in feeds:
+        return None, None
+    score, flagged, problems = ood_verdict(policy, version.ood, feeds[NUMERIC_INPUT])
+    if flagged is not None and flagged.any():
+        recorder.out_of_distribution(version.number, int(flagged.sum()))
+    if problems:
+        raise RequestInvalid(problems)
+    return score, flagged
+
+
 class Handlers(TaskHandlers):
     """The route handlers of one replica, over its parts."""
 
@@ -190,14 +203,7 @@ class Handlers(TaskHandlers):
 
     def _out_of_distribution(self, version: LoadedVersion, feeds: Feeds) -> tuple[Any, Any]:
         """The detector's verdict per row (``serve.ood``); ``reject`` refuses with 422."""
-        if version.ood is None or NUMERIC_INPUT not in feeds:
-            return None, None
-        score, flagged, problems = ood_verdict(self.serve.ood, version.ood, feeds[NUMERIC_INPUT])
-        if flagged is not None and flagged.any():
-            self.recorder.out_of_distribution(version.number, int(flagged.sum()))
-        if problems:
-            raise RequestInvalid(problems)
-        return score, flagged
+        return screen_ood(self.serve.ood, version, feeds, self.recorder)
 
     def _correlation(self, call: Call) -> str | None:
         value = call.headers.get(b"x-request-id")

@@ -3,7 +3,8 @@
 Each consumer reports the stream's backlog (``record_autoscaling_stats``: messages waiting
 or being worked on); this policy asks for ``ceil(backlog / target_backlog)`` consumers. Ray
 applies ``min_replicas``/``max_replicas`` and the up/down delays around it. Ray pickles this
-module by value into its controller, so it imports nothing of the framework.
+module by value into its controller: of the framework it takes only a string, from
+``names`` (which imports nothing).
 """
 
 from __future__ import annotations
@@ -11,8 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-#: The metric name the consumers report (``framework.serving.consumer.BACKLOG``).
-BACKLOG = "queue_backlog"
+from framework.serving.names import BACKLOG
 
 
 class BacklogPolicy:
