@@ -39,3 +39,17 @@ def start_until(
             raise AssertionError(f"{argv[:6]} did not print {text!r}:\n" + "".join(lines))
         time.sleep(0.3)
     return proc, lines
+
+
+def stop(proc: subprocess.Popen[str], timeout_s: float = 90) -> int | None:
+    """SIGINT, as Ctrl+C: wait for a clean stop, kill after ``timeout_s``; the exit status."""
+    import signal
+
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            return proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return None
+    return proc.returncode

@@ -71,3 +71,23 @@ def cli(tmp_path: Path) -> Runner:
         return run_cli(tmp_path, *args, env=env)
 
     return run
+
+
+def start_serve(
+    work: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    python: str = sys.executable,
+    timeout_s: float = 240,
+) -> tuple[subprocess.Popen[str], list[str]]:
+    """``python -m framework task=serve ARGS`` in ``work``, once it serves; its output lines
+    keep growing in the list. ``env`` is the whole environment (default: ``cli_env()``);
+    stop it with ``tests.processes.stop``."""
+    from tests.processes import start_until
+
+    return start_until(
+        [python, "-m", "framework", "task=serve", *args],
+        timeout_s=timeout_s,
+        cwd=work,
+        env=cli_env() if env is None else env,
+    )

@@ -15,7 +15,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -25,14 +24,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import redis
 import requests
 
 from framework.export.onnx import Signature
 from framework.export.predictor import OnnxPredictor
-from tests.e2e.conftest import BROKER, drop_stream, free_port
+from tests.e2e.conftest import BROKER, drop_stream, free_port, start_serve
 from tests.e2e.test_serve_http import _cli, _env, rows
+from tests.processes import stop
 
 pytestmark = pytest.mark.e2e
 
@@ -80,50 +81,26 @@ class App:
 def _start(work: Path, key: str, broker: str, *extra: str) -> App:
     port = free_port()
     stream = f"framework-test:{uuid.uuid4().hex[:12]}"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "framework",
-            "task=serve",
+    try:
+        proc, lines = start_serve(
+            work,
             *DATA,
             f"serve.port={port}",
             *QUEUE,
             f"serve.async.broker_url={broker}",
             f"serve.async.stream={stream}",
             *extra,
-        ],
-        cwd=work,
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    app = App(f"http://127.0.0.1:{port}", key, stream, broker, proc, work)
-
-    def follow() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            app.lines.append(line)
-
-    threading.Thread(target=follow, daemon=True).start()
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not any("Serving until interrupted" in line for line in app.lines):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            time.sleep(0.5)
-            _stop(app)
-            raise AssertionError("".join(app.lines))
-        time.sleep(0.2)
-    return app
+            timeout_s=START_TIMEOUT_S,
+            env=_env(),
+        )
+    except BaseException:
+        drop_stream(stream, broker)
+        raise
+    return App(f"http://127.0.0.1:{port}", key, stream, broker, proc, work, lines)
 
 
 def _stop(app: App) -> None:
-    if app.proc.poll() is None:
-        app.proc.send_signal(signal.SIGINT)
-        try:
-            app.proc.wait(90)
-        except subprocess.TimeoutExpired:
-            app.proc.kill()
+    stop(app.proc)
     drop_stream(app.stream, app.broker)
 
 
@@ -312,7 +289,13 @@ def _consumer_pids(app: App) -> dict[str, int]:
         name = consumer["name"].decode()
         match = re.search(r"-(\d+)-[0-9a-f]{6}$", name)
         if match and consumer["pending"] > 0:
-            out[name] = int(match.group(1))
+            pid = int(match.group(1))
+            try:  # a consumer gone earlier may have left its name, its pid taken by another
+                title = " ".join(psutil.Process(pid).cmdline())
+            except psutil.Error:
+                continue
+            if "QueueConsumer" in title:
+                out[name] = pid
     return out
 
 

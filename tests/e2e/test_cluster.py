@@ -17,7 +17,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,8 +31,8 @@ from sklearn.datasets import load_breast_cancer
 from framework.data.source import snake_case
 from framework.security.keys import add_key
 from framework.store.registry import ModelRegistry
-from tests.e2e.conftest import cli_env, free_port, run_cli
-from tests.processes import start_until
+from tests.e2e.conftest import cli_env, free_port, run_cli, start_serve
+from tests.processes import start_until, stop
 
 pytestmark = pytest.mark.e2e
 
@@ -121,36 +120,24 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     key, _ = add_key(work / "api_keys.json", "ops", ["predict", "admin"])
     port = free_port()
     busy = _hold(8265)  # Ray's default dashboard port: the run must take a free one
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "framework", "task=serve", *TRAIN, *MONITOR, f"serve.port={port}"],
-        cwd=work,
-        env=cli_env({"COLUMNS": "200"}),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    app = Cluster(work, f"http://127.0.0.1:{port}", key, proc)
-
-    def follow() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            app.lines.append(line)
-
-    threading.Thread(target=follow, daemon=True).start()
     try:
-        deadline = time.monotonic() + 240
-        while "Serving until interrupted" not in app.output:
-            assert proc.poll() is None and time.monotonic() < deadline, app.output
-            time.sleep(0.3)
-        yield app
+        proc, lines = start_serve(
+            work,
+            *TRAIN,
+            *MONITOR,
+            f"serve.port={port}",
+            env=cli_env({"COLUMNS": "200"}),
+        )
+    except BaseException:
+        if busy is not None:
+            busy.close()
+        raise
+    try:
+        yield Cluster(work, f"http://127.0.0.1:{port}", key, proc, lines)
     finally:
         if busy is not None:
             busy.close()
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(90)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 def _dashboard(app: Cluster) -> str:

@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.e2e.conftest import ROOT, cli_env, free_port
+from tests.e2e.conftest import ROOT, cli_env, free_port, start_serve
+from tests.processes import stop
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -107,27 +105,8 @@ def test_the_main_job_and_serving_run_from_an_empty_folder(installed: Path, tmp_
     assert made.returncode == 0, made.stderr
     key = made.stdout.strip().splitlines()[-1]
     port = free_port()
-    proc = subprocess.Popen(
-        [str(installed), "-m", "framework", "task=serve", f"serve.port={port}"],
-        cwd=tmp_path,
-        env=cli_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: list[str] = []
-
-    def follow() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line)
-
-    threading.Thread(target=follow, daemon=True).start()
+    proc, lines = start_serve(tmp_path, f"serve.port={port}", python=str(installed))
     try:
-        deadline = time.monotonic() + 240
-        while not any("Serving until interrupted" in line for line in lines):
-            assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
-            time.sleep(0.5)
         example = next(line for line in lines if line.strip().startswith("curl"))
         body = json.loads(example.split(" -d '", 1)[1].rsplit("'", 1)[0])
         answer = requests.post(
@@ -139,9 +118,5 @@ def test_the_main_job_and_serving_run_from_an_empty_folder(installed: Path, tmp_
         assert answer.status_code == 200, answer.text
         assert answer.json()["version"] == 1
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(90)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
     assert os.path.isdir(tmp_path / "model_registry")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -31,7 +30,8 @@ from framework.data.source import snake_case
 from framework.security.keys import add_key
 from framework.serving.router import bucket
 from framework.store.registry import ModelRegistry
-from tests.e2e.conftest import ROOT, cli_env, free_port, run_cli
+from tests.e2e.conftest import ROOT, cli_env, free_port, run_cli, start_serve
+from tests.processes import stop
 from tests.tools import promtool
 
 pytestmark = pytest.mark.e2e
@@ -178,12 +178,6 @@ def _shifted_by_the_noise_simulator() -> tuple[list[dict[str, float]], list[str]
 ROWS, TRUTH = _dataset()
 
 
-def _follow(proc: subprocess.Popen[str], lines: list[str]) -> None:
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        lines.append(line)
-
-
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     work = tmp_path_factory.mktemp("monitoring")
@@ -191,23 +185,14 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     key, _ = add_key(work / "api_keys.json", "client", ["predict", "feedback"])
     admin, _ = add_key(work / "api_keys.json", "ops", ["admin"])
     port, metrics_port = free_port(), free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "framework",
-            "task=serve",
-            *CLEAN,
-            *MONITOR,
-            f"serve.port={port}",
-            "serve.num_replicas=1",
-            f"ray.metrics_export_port={metrics_port}",
-        ],
-        cwd=work,
+    proc, lines = start_serve(
+        work,
+        *CLEAN,
+        *MONITOR,
+        f"serve.port={port}",
+        "serve.num_replicas=1",
+        f"ray.metrics_export_port={metrics_port}",
         env=cli_env(METRICS_ENV),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
     )
     served = App(
         url=f"http://127.0.0.1:{port}",
@@ -218,22 +203,13 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
         proc=proc,
         rows=ROWS,
         truth=TRUTH,
+        lines=lines,
     )
-    threading.Thread(target=_follow, args=(proc, served.lines), daemon=True).start()
     try:
-        deadline = time.monotonic() + 240
-        while not any("Serving until interrupted" in line for line in served.lines):
-            assert proc.poll() is None, "".join(served.lines)
-            assert time.monotonic() < deadline, "".join(served.lines)
-            time.sleep(0.3)
         assert any("metrics:  http" in line for line in served.lines), "".join(served.lines)
         yield served
     finally:
-        proc.send_signal(2)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, 60)
 
 
 def _audit(app: App, action: str) -> list[dict[str, Any]]:
@@ -309,11 +285,11 @@ def test_a_good_challenger_is_ramped_up_and_promoted(app: App) -> None:
 
 def test_manual_rollback_and_promote_move_traffic_without_dropping_requests(app: App) -> None:
     statuses: list[int] = []
-    stop = threading.Event()
+    halt = threading.Event()
 
     def load() -> None:
         i = 0
-        while not stop.is_set():
+        while not halt.is_set():
             row = app.rows[i % len(app.rows)]
             r = requests.post(
                 f"{app.url}/v1/models/{NAME}/predict", json=row, headers={"x-api-key": app.key}
@@ -339,7 +315,7 @@ def test_manual_rollback_and_promote_move_traffic_without_dropping_requests(app:
         assert "champion -> v3" in done.stdout
         app.wait(lambda s: s["replica_routing"]["champion"] == 3, "v3 answering after promote")
     finally:
-        stop.set()
+        halt.set()
         worker.join()
     assert len(statuses) > 50 and set(statuses) == {200}
     manual = [e for e in app.store.audit(NAME)[-4:] if e["alias"] == "champion"]

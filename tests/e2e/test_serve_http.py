@@ -30,7 +30,8 @@ import requests
 from framework.export.onnx import Signature
 from framework.export.predictor import OnnxPredictor
 from framework.security.keys import add_key
-from tests.e2e.conftest import drop_stream, free_port
+from tests.e2e.conftest import drop_stream, free_port, start_serve
+from tests.processes import follow, stop
 
 pytestmark = pytest.mark.e2e
 
@@ -87,24 +88,6 @@ def _cli(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _follow(proc: subprocess.Popen[str], lines: list[str]) -> None:
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        lines.append(line)
-
-
-def _wait_for(lines: list[str], proc: subprocess.Popen[str], text: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(text in line for line in lines):
-            return
-        if proc.poll() is not None:
-            time.sleep(0.5)
-            raise AssertionError(f"process exited {proc.returncode}:\n{''.join(lines)}")
-        time.sleep(0.2)
-    raise AssertionError(f"no {text!r} within {timeout} s:\n{''.join(lines)}")
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     work = tmp_path_factory.mktemp("serve")
@@ -119,12 +102,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     limited_key, _ = add_key(work / "api_keys.json", "bursty", ["predict"])
     port = free_port()
     stream = f"framework-test:{uuid.uuid4().hex[:12]}"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "framework",
-            "task=serve",
+    try:
+        proc, lines = start_serve(
+            work,
             *DATA,
             f"serve.port={port}",
             "serve.num_replicas=1",
@@ -139,13 +119,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             "serve.async.enabled=true",
             f"serve.async.stream={stream}",
             "serve.async.num_replicas=1",
-        ],
-        cwd=work,
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+            timeout_s=START_TIMEOUT_S,
+            env=_env(),
+        )
+    except BaseException:
+        drop_stream(stream)
+        raise
     served = Server(
         url=f"http://127.0.0.1:{port}",
         key=key,
@@ -155,18 +134,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         work=work,
         version_dir=work / "model_registry" / "churn" / "versions" / "1",
         started=started,
+        lines=lines,
     )
-    threading.Thread(target=_follow, args=(proc, served.lines), daemon=True).start()
     try:
-        _wait_for(served.lines, proc, "Serving until interrupted", START_TIMEOUT_S)
         yield served
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(90)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(proc)
         drop_stream(stream)
 
 
@@ -718,8 +691,7 @@ def test_the_written_config_runs_under_rays_own_serve_run(server: Server) -> Non
         stderr=subprocess.STDOUT,
         text=True,
     )
-    lines: list[str] = []
-    threading.Thread(target=_follow, args=(proc, lines), daemon=True).start()
+    lines = follow(proc)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         ready = False
@@ -743,8 +715,4 @@ def test_the_written_config_runs_under_rays_own_serve_run(server: Server) -> Non
         expected = local_predictor(server).predict_records(records)
         assert [p["label"] for p in answer.json()["predictions"]] == expected.labels.tolist()
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(90)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
