@@ -175,3 +175,22 @@ def test_the_monitor_state_round_trips_through_json(tmp_path: Path) -> None:
     assert state.restore_rollout(saved["rollout"]) == RolloutState(2, 0.25, 1, "")
     path.write_text("{not json")
     assert state.read(path) is None
+
+
+def test_a_job_carries_the_working_directorys_own_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A project of its own beside the framework: its conf/ and experiments/ travel along,
+    over the bundled ones."""
+    (tmp_path / "conf" / "data").mkdir(parents=True)
+    (tmp_path / "conf" / "data" / "my_table.yaml").write_text("name: my_table\n")
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "mine.yaml").write_text("# @package _global_\n")
+    monkeypatch.chdir(tmp_path)
+    staged = jobs.stage_project()
+    try:
+        assert (staged / "conf" / "data" / "my_table.yaml").read_text() == "name: my_table\n"
+        assert (staged / "conf" / "config.yaml").is_file()  # the bundled config is still there
+        assert (staged / "experiments" / "mine.yaml").is_file()
+    finally:
+        jobs.shutil.rmtree(staged)
