@@ -289,13 +289,14 @@ def _check_broker(cfg: RootConfig, app_name: str, console: Console) -> None:
     )
 
 
-def _actor() -> str:
+def actor(role: str = "cli") -> str:
+    """Who the audit log names for a command: the role and the user running it."""
     import getpass
 
     try:
-        return f"cli:{getpass.getuser()}"
+        return f"{role}:{getpass.getuser()}"
     except Exception:
-        return "cli"
+        return role
 
 
 def run_promote(cfg: RootConfig, output_dir: Path, console: Console) -> int:
@@ -312,7 +313,7 @@ def _move(cfg: RootConfig, console: Console, action: str) -> int:
     from framework.monitoring import rollout
 
     store = open_registry(cfg.store.path, cfg.security.audit_key_file)
-    changes = getattr(rollout, action)(store, cfg.model_name, cfg.version, _actor())
+    changes = getattr(rollout, action)(store, cfg.model_name, cfg.version, actor())
     done = "Promoted" if action == "promote" else "Rolled back"
     console.print(f"{done} {cfg.model_name}: {_moves(changes)}")
     console.print(f"Aliases now: {store.aliases(cfg.model_name)}")

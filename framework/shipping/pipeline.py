@@ -68,15 +68,6 @@ def new_run_id() -> str:
     return time.strftime("%m%d%H%M%S") + secrets.token_hex(2)
 
 
-def _actor() -> str:
-    import getpass
-
-    try:
-        return f"pipeline:{getpass.getuser()}"
-    except Exception:
-        return "pipeline"
-
-
 class Pipeline:
     """One run: its stages, their audit entries, and the exit status of the first failure."""
 
@@ -87,7 +78,9 @@ class Pipeline:
         self.run_id = new_run_id()
         self.store = open_registry(cfg.store.path, cfg.security.audit_key_file)
         self.records: list[StageRecord] = []
-        self.actor = _actor()
+        from framework.runner import actor
+
+        self.actor = actor("pipeline")
 
     # -- stage bookkeeping ---------------------------------------------------------------
     @property
@@ -299,16 +292,13 @@ def _infra_detail(report: Any) -> dict[str, Any]:
 def _ray_for_serving(cfg: RootConfig, console: Console) -> Path | None:
     """Join the cluster, or start a local instance with ``task=serve``'s ingress settings,
     so that the staging application is measured on the HTTP path production uses."""
-    from framework.cluster import announce, ensure_ray, find_cluster
+    from framework.cluster import find_cluster
+    from framework.runner import joined_stages
     from framework.serving.deploy import serve_env
 
     haproxy_dir = None
     if find_cluster(cfg.ray) is None:
         haproxy_dir = Path(tempfile.mkdtemp(prefix="fw-haproxy-"))
         os.environ.update(serve_env(cfg.serve, haproxy_dir))
-    from framework.progress import Stages
-
-    with Stages(console).stage("join or start Ray"):
-        conn = ensure_ray(cfg.ray)
-    announce(console, conn)
+    joined_stages(cfg, console)
     return haproxy_dir
