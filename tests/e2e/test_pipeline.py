@@ -41,7 +41,11 @@ MONITOR = [
     "monitor.registry_poll_s=0.5",
     "monitor.rollout.min_requests_per_step=100000",  # the canary holds its first step
 ]
-#: Correct but slow: 3000 full-depth trees, declared load of 256-row requests at 40/s.
+#: Correct but slow: 3000 full-depth trees, declared load of 256-row requests at 40/s with
+#: a p99 budget of 15 ms. ONNX Runtime needs 30 ms or more per such request on a fast
+#: 2-core machine (the median of a CI run), so the budget holds at least a 2x margin, while a
+#: small model answers 256 rows in a few milliseconds.
+BUDGET_MS = 15
 SLOW = [
     "model=random_forest",
     "model.n_estimators=3000",
@@ -56,7 +60,7 @@ LOAD = [
     "pipeline.infra.rows_per_request=256",
     "pipeline.infra.rate_rps=40",
     "pipeline.infra.duration_s=4",
-    "pipeline.infra.p99_ms=60",
+    f"pipeline.infra.p99_ms={BUDGET_MS}",
 ]
 
 
@@ -154,7 +158,7 @@ def test_a_correct_but_slow_forest_is_refused_at_infra_validation(app: App) -> N
     output = run.stdout + run.stderr
     assert run.returncode == STAGES["infra_validation"] == 9, output
     assert "error in stage infra_validation" in run.stderr, output
-    assert "over the budget of 60 ms" in output, output
+    assert f"over the budget of {BUDGET_MS} ms" in output, output
     assert "0 answered differently from ONNX offline" in run.stdout, output  # correct, slow
 
     refused = len(app.store.versions(NAME))  # registered, never aliased
@@ -172,7 +176,7 @@ def test_a_correct_but_slow_forest_is_refused_at_infra_validation(app: App) -> N
         ("infra_validation", "failed"),
     ]
     assert stages[-1]["exit_status"] == 9 and stages[-1]["torn_down"] is True
-    assert stages[-1]["p99_ms"] > 60 and stages[-1]["errors"] == 0
+    assert stages[-1]["p99_ms"] > BUDGET_MS and stages[-1]["errors"] == 0
 
     assert not failed, failed[:5]  # the staging app came and went beside it unnoticed
     assert answered and set(answered) == {1}, answered  # the serving app never saw it
