@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI_TIMEOUT_S = 300
@@ -91,3 +96,56 @@ def start_serve(
         cwd=work,
         env=cli_env() if env is None else env,
     )
+
+
+@dataclass
+class Served:
+    """A running ``task=serve`` as its users see it: its URL, a key and its output."""
+
+    work: Path
+    url: str
+    key: str
+    proc: subprocess.Popen[str]
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def status(self) -> dict[str, Any]:
+        """``GET /v1/admin/monitor``."""
+        response = requests.get(
+            f"{self.url}/v1/admin/monitor", headers={"x-api-key": self.key}, timeout=10
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def wait(
+        self, check: Callable[[dict[str, Any]], bool], what: str, timeout: float = 120.0
+    ) -> dict[str, Any]:
+        """The monitor's status once ``check`` holds for it; fails after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        status: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            try:
+                status = self.status()
+            except (AssertionError, requests.RequestException):
+                time.sleep(0.5)
+                continue
+            if check(status):
+                return status
+            time.sleep(0.5)
+        raise AssertionError(f"{what} not reached in {timeout} s: {json.dumps(status)[:2000]}")
+
+    def predict_body(
+        self, model: str, rows: list[dict[str, Any]], headers: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """``POST /v1/models/{model}/predict``'s body; fails unless it answered 200."""
+        response = requests.post(
+            f"{self.url}/v1/models/{model}/predict",
+            json=rows,
+            headers={"x-api-key": self.key, **(headers or {})},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        return response.json()

@@ -10,7 +10,6 @@ rollout step, windows and counts.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -19,7 +18,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +29,7 @@ from sklearn.datasets import load_breast_cancer
 from framework.data.source import snake_case
 from framework.security.keys import add_key
 from framework.store.registry import ModelRegistry
-from tests.e2e.conftest import cli_env, free_port, run_cli, start_serve
+from tests.e2e.conftest import Served, cli_env, free_port, run_cli, start_serve
 from tests.processes import start_until, stop
 
 pytestmark = pytest.mark.e2e
@@ -56,48 +54,9 @@ MONITOR = [
 ]
 
 
-@dataclass
-class Cluster:
-    work: Path
-    url: str
-    key: str
-    proc: subprocess.Popen[str]
-    lines: list[str] = field(default_factory=list)
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-    def status(self) -> dict[str, Any]:
-        response = requests.get(
-            f"{self.url}/v1/admin/monitor", headers={"x-api-key": self.key}, timeout=10
-        )
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def wait(self, check: Any, what: str, timeout: float = 120.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        status: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            try:
-                status = self.status()
-            except (AssertionError, requests.RequestException):
-                time.sleep(0.5)
-                continue
-            if check(status):
-                return status
-            time.sleep(0.5)
-        raise AssertionError(f"{what} not reached in {timeout} s: {json.dumps(status)[:2000]}")
-
+class Cluster(Served):
     def predict(self, rows: list[dict[str, float]]) -> dict[str, Any]:
-        response = requests.post(
-            f"{self.url}/v1/models/{NAME}/predict",
-            json=rows,
-            headers={"x-api-key": self.key},
-            timeout=30,
-        )
-        assert response.status_code == 200, response.text
-        return response.json()
+        return self.predict_body(NAME, rows)
 
 
 def _hold(port: int) -> socket.socket | None:

@@ -14,12 +14,9 @@ serves it with the monitor on (the canary holds its first step). Then:
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,7 +27,7 @@ from framework.data.source import snake_case
 from framework.security.keys import add_key
 from framework.shipping.pipeline import STAGES
 from framework.store.registry import ModelRegistry
-from tests.e2e.conftest import cli_env, free_port, run_cli, start_serve
+from tests.e2e.conftest import Served, cli_env, free_port, run_cli, start_serve
 from tests.processes import stop
 
 pytestmark = pytest.mark.e2e
@@ -64,34 +61,14 @@ LOAD = [
 ]
 
 
-@dataclass
-class App:
-    work: Path
-    url: str
-    key: str
-    proc: subprocess.Popen[str]
-    lines: list[str] = field(default_factory=list)
-
+class App(Served):
     @property
     def store(self) -> ModelRegistry:
         return ModelRegistry(self.work / "model_registry")
 
-    def status(self) -> dict[str, Any]:
-        response = requests.get(
-            f"{self.url}/v1/admin/monitor", headers={"x-api-key": self.key}, timeout=10
-        )
-        assert response.status_code == 200, response.text
-        return response.json()
-
     def predict(self, rows: list[dict[str, float]]) -> int:
-        response = requests.post(
-            f"{self.url}/v1/models/{NAME}/predict",
-            json=rows,
-            headers={"x-api-key": self.key, "x-customer-id": "c-1"},
-            timeout=30,
-        )
-        assert response.status_code == 200, response.text
-        return int(response.json()["version"])
+        body = self.predict_body(NAME, rows, headers={"x-customer-id": "c-1"})
+        return int(body["version"])
 
     def stages(self, run: str) -> list[dict[str, Any]]:
         return [e for e in self.store.audit(NAME) if e.get("run") == run]
@@ -201,10 +178,8 @@ def test_a_pipeline_submitted_as_a_ray_job_makes_a_challenger_and_starts_the_can
     stages = app.stages(_run_id(run.stdout))
     assert [e["stage"] for e in stages] == list(STAGES)
     assert all(e["status"] == "passed" for e in stages)
-    deadline = time.monotonic() + 120
-    status = app.status()
-    while status["rollout"]["challenger"] != version or status["routing"]["weight"] <= 0:
-        assert time.monotonic() < deadline, json.dumps(status)[:2000]
-        time.sleep(0.5)
-        status = app.status()
+    status = app.wait(
+        lambda s: s["rollout"]["challenger"] == version and s["routing"]["weight"] > 0,
+        "the canary of the new challenger",
+    )
     assert status["routing"]["champion"] == 1
