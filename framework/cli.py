@@ -2,9 +2,10 @@
 
 Exit status: 0 done; 2 bad config or usage; 3 data failed a check; 4 model refused
 (ONNX parity or a gate); 5 registry error; 6 drift found (task=monitor); 7 the Ray cluster
-could not be joined or a job not submitted; 8 task=reproduce did not rebuild the version
-identically; 9 refused at infra validation, 10/11/12 task=pipeline's train, evaluate and
-alias stages (framework.shipping.pipeline.STAGES); 1 anything unexpected (with a traceback).
+could not be joined, a job not submitted or serve.port is held by another process;
+8 task=reproduce did not rebuild the version identically; 9 refused at infra validation,
+10/11/12 task=pipeline's train, evaluate and alias stages (framework.shipping.pipeline.STAGES);
+1 anything unexpected (with a traceback).
 """
 
 from __future__ import annotations

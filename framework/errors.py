@@ -80,8 +80,8 @@ class ReproductionError(FrameworkError):
 
 
 class ClusterError(FrameworkError):
-    """The Ray cluster named or found cannot be joined (not there, other versions), or a
-    submitted job could not run."""
+    """The Ray cluster named or found cannot be joined (not there, other versions), a
+    submitted job could not run, or the serving port is held by another process."""
 
     exit_code = 7
 

@@ -88,6 +88,7 @@ def run_serve(cfg: RootConfig, output_dir: Path, console: Console) -> int:
     from framework.errors import ClusterError, FrameworkError
     from framework.serving.deploy import (
         app_args,
+        check_http_port,
         check_joinable,
         check_servable,
         example_row,
@@ -107,6 +108,7 @@ def run_serve(cfg: RootConfig, output_dir: Path, console: Console) -> int:
     env = serve_env(serving, haproxy_dir)
     joining = find_cluster(cfg.ray) is not None
     if not joining:
+        check_http_port(serving.host, serving.port)  # before a Ray instance is started
         os.environ.update(env)  # read by the Ray instance this command starts
     console.print(
         f"[bold]serve[/] {version.name} v{version.version} ({serving.alias}) "
@@ -137,6 +139,7 @@ def run_serve(cfg: RootConfig, output_dir: Path, console: Console) -> int:
             import ray
 
             ray.shutdown()
+            check_http_port(serving.host, serving.port)
             os.environ.update(env)
             conn = ensure_ray(cfg.ray.model_copy(update={"address": "local"}))
             announce(console, conn)

@@ -45,6 +45,39 @@ def _free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def port_taken(host: str, port: int) -> bool:
+    """Whether another process listens on ``host:port`` (what the ingress would bind).
+
+    The probe sets ``SO_REUSEADDR`` as HAProxy and Ray's proxy do, so connections of a server
+    stopped a moment ago (TIME_WAIT) do not count; only a listener does.
+    """
+    bind = "0.0.0.0" if host in ("", "0.0.0.0") else host
+    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+    with socket.socket(family) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((bind, port))
+        except OSError:
+            return True
+    return False
+
+
+def check_http_port(host: str, port: int) -> None:
+    """Refuse, naming ``serve.port``, when a new Ray Serve ingress could not bind its port."""
+    from framework.errors import ClusterError
+
+    if port_taken(host, port):
+        raise ClusterError(
+            f"port {port} on {host} is held by another process, so Ray Serve's ingress "
+            "cannot listen there",
+            path="serve.port",
+            hint=f"stop that process, or serve on a free port (serve.port={_free_port(host)}); "
+            "to serve beside an application of this framework, run this command where it "
+            "can join that application's Ray cluster, under another serve.app_name and "
+            "serve.route_prefix",
+        )
+
+
 def haproxy_wrapper() -> str:
     """The ``framework-haproxy`` entry point installed beside this Python."""
     return str(Path(sys.executable).with_name("framework-haproxy"))

@@ -143,3 +143,34 @@ def test_routes_match_below_the_route_prefix() -> None:
     assert route_path({"path": "/_staging/x10/readyz", "root_path": "/_staging/x1"}) == (
         "/_staging/x10/readyz"
     )
+
+
+def test_the_serving_port_counts_as_taken_only_while_something_listens() -> None:
+    import socket
+
+    from framework.errors import ClusterError
+    from framework.serving.deploy import check_http_port, port_taken
+
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as HAProxy's listener
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    try:
+        assert port_taken("127.0.0.1", port) and port_taken("0.0.0.0", port)
+        with pytest.raises(ClusterError) as refused:
+            check_http_port("127.0.0.1", port)
+        assert refused.value.path == "serve.port" and refused.value.exit_code == 7
+        assert f"port {port} on 127.0.0.1 is held by another process" in str(refused.value)
+        assert "serve.port=" in (refused.value.hint or "")
+        # a connection the server closed first stays in TIME_WAIT on the server's port:
+        # a server restarted right away must not be refused for it
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = listener.accept()
+        accepted.close()
+        client.recv(1)
+        client.close()
+    finally:
+        listener.close()
+    assert not port_taken("127.0.0.1", port)
+    check_http_port("127.0.0.1", port)
