@@ -13,6 +13,8 @@ import logging
 import os
 import re
 import socket
+import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -335,3 +337,63 @@ def metrics_url() -> str | None:
             host = node.get("NodeManagerAddress", "127.0.0.1")
             return f"http://{host}:{node['MetricsExportPort']}/metrics"
     return None
+
+
+def _holders() -> str:
+    """Who reserves the cluster's CPUs: live actors by class, with their CPUs (best effort)."""
+    try:
+        from ray.util.state import list_actors
+
+        actors = list_actors(filters=[("state", "=", "ALIVE")], limit=1000, timeout=10, detail=True)
+    except Exception:  # the state API is a diagnosis here, never a reason to fail
+        return ""
+    held: Counter[str] = Counter()
+    count: Counter[str] = Counter()
+    for actor in actors:
+        cpus = float((actor.required_resources or {}).get("CPU", 0.0))
+        if cpus > 0:
+            name = str(actor.class_name).split(":")[-1]
+            held[name] += cpus
+            count[name] += 1
+    return ", ".join(f"{count[name]} {name} ({cpus:g} CPU)" for name, cpus in held.most_common(5))
+
+
+def wait_for_cpus(
+    cpus: float, *, what: str, path: str, wait_s: float | None, console: Console
+) -> None:
+    """Return once the joined cluster has ``cpus`` CPUs free for ``what``.
+
+    Ray would queue the task silently until then, for ever when serving replicas hold the
+    CPUs; this says so at once and fails after ``wait_s`` (None: waits as long as it takes).
+    """
+    import ray
+
+    def free() -> float:
+        return float(ray.available_resources().get("CPU", 0.0))
+
+    have = free()
+    if have + 1e-9 >= cpus:
+        return
+    total = float(ray.cluster_resources().get("CPU", 0.0))
+    limit = "as long as it takes" if wait_s is None else f"up to {wait_s:g} s (ray.resource_wait_s)"
+    console.print(
+        f"note: {what} reserves {cpus:g} CPU ({path}) and the cluster has {have:g} of "
+        f"{total:g} free; waiting {limit}",
+        soft_wrap=True,
+        markup=False,
+    )
+    deadline = None if wait_s is None else time.monotonic() + wait_s
+    while deadline is None or time.monotonic() < deadline:
+        time.sleep(0.5)
+        have = free()
+        if have + 1e-9 >= cpus:
+            return
+    holders = _holders()
+    raise ClusterError(
+        f"{what} needs {cpus:g} CPU but the Ray cluster had only {have:g} of {total:g} free "
+        f"for {wait_s:g} s" + (f"; held by {holders}" if holders else ""),
+        path=path,
+        hint=f"reserve less ({path}=...), free CPUs on the cluster (fewer serving replicas: "
+        "serve.autoscaling.max_replicas, serve.num_cpus), add a node, run on a private "
+        "instance with ray.address=local, or wait longer with ray.resource_wait_s",
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, NonNegativeFloat, PositiveInt, model_validator
 
 from framework.config.base import StrictModel
 
@@ -60,6 +60,12 @@ class RayConfig(StrictModel):
         None,
         description="Interpreter that runs a submitted job on the head node (null: the one "
         "running this command; `python` when the cluster's nodes have their own layout).",
+    )
+    resource_wait_s: NonNegativeFloat | None = Field(
+        120.0,
+        description="How long a task waits for the CPUs it reserves when the cluster has too "
+        "few free (serving replicas hold them, say) before it fails with exit 7 naming what "
+        "holds them; null: as long as it takes (an autoscaling cluster adding a node).",
     )
     job_timeout_s: PositiveInt = Field(
         6 * 3600, description="Most time a submitted job may run before it is stopped."

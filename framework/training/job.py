@@ -391,6 +391,8 @@ def _fit_in_memory(cfg: RootConfig, prepared: PreparedData, stages: Stages) -> t
                 validation=inputs_.validation,
             )
         else:
+            _reserve(cfg, stages, f"fitting {cfg.model.type}")
+            started = time.perf_counter()  # the fit's own time, not the wait for CPUs
             fit = ray.remote(fit_pipeline).options(
                 num_cpus=cfg.train.num_cpus, name=f"fit:{cfg.model.type}"
             )
@@ -405,6 +407,19 @@ def _fit_in_memory(cfg: RootConfig, prepared: PreparedData, stages: Stages) -> t
             )
         fit_seconds = time.perf_counter() - started
     return pipeline, fit_seconds
+
+
+def _reserve(cfg: RootConfig, stages: Stages, what: str) -> None:
+    """Wait (visibly, within ``ray.resource_wait_s``) for the CPUs a training task reserves."""
+    from framework.cluster import wait_for_cpus
+
+    wait_for_cpus(
+        cfg.train.num_cpus,
+        what=what,
+        path="train.num_cpus",
+        wait_s=cfg.ray.resource_wait_s,
+        console=stages.console,
+    )
 
 
 def _get(ref: Any) -> Any:
@@ -441,6 +456,7 @@ def _train_streaming(
         f"scan {data.source.type} in chunks of {chunk_rows:,} rows: noise, checks, "
         "split, samples (one streaming pass, in a Ray task)"
     ):
+        _reserve(cfg, stages, f"scanning {data.source.type}")
         scanned = _get(
             ray.remote(max_calls=1)(scan).options(num_cpus=cfg.train.num_cpus).remote(cfg, task)
         )
@@ -468,6 +484,7 @@ def _train_streaming(
         f"{verb} {cfg.model.type} chunk by chunk ({scanned.chunks} chunks x {plugin.epochs()} "
         "epochs, partial_fit, in a Ray task)"
     ):
+        _reserve(cfg, stages, f"fitting {cfg.model.type}")
         started = time.perf_counter()
         fitted = _get(
             ray.remote(max_calls=1)(fit_stream)

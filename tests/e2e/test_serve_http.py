@@ -642,6 +642,52 @@ def test_every_documented_operation_answers_as_documented(server: Server) -> Non
     assert not failures, "\n".join(failures[:10])
 
 
+def test_a_second_serve_on_a_held_port_is_refused_naming_serve_port(server: Server) -> None:
+    """The same command run again beside the running server (its app already runs on the
+    cluster this machine records, so it would need an instance of its own on the same port),
+    and a port held by some other program: exit 7 naming serve.port, nothing started, and
+    the running server still answers."""
+    port = int(server.url.rsplit(":", 1)[1])
+    again = _cli(server.work, "task=serve", *DATA, f"serve.port={port}")
+    assert again.returncode == 7, again.stdout + again.stderr
+    assert f"serve.port: port {port} on 127.0.0.1 is held by another process" in again.stderr
+    assert "Traceback" not in again.stderr and "Ready in" not in again.stdout
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        held = other.getsockname()[1]
+        refused = _cli(server.work, "task=serve", *DATA, f"serve.port={held}", "ray.address=local")
+    assert refused.returncode == 7, refused.stdout + refused.stderr
+    assert f"serve.port: port {held} on 127.0.0.1 is held by another process" in refused.stderr
+    assert "hint: stop that process, or serve on a free port (serve.port=" in refused.stderr
+    assert server.post("/v1/models/churn/predict", rows(2)).status_code == 200
+
+
+def test_training_beside_the_server_says_when_the_cluster_lacks_cpus(server: Server) -> None:
+    """The server's replica, consumer and monitor hold 1.1 of the 2 CPUs of the cluster the
+    main job joins, and a fit reserves 1: the job says so at once and, past
+    ray.resource_wait_s, fails with exit 7 naming train.num_cpus and what holds the CPUs
+    (Ray alone would queue the task for ever). Reserving less, as the hint says, trains."""
+    registry = server.work / "model_registry" / "churn" / "versions"
+    before = sorted(p.name for p in registry.iterdir())
+    short = _cli(server.work, *DATA, "ray.resource_wait_s=4")
+    out = short.stdout + short.stderr
+    assert short.returncode == 7, out
+    assert "Ray: joined the running Ray cluster" in short.stdout, out
+    assert "note: fitting logistic_regression reserves 1 CPU (train.num_cpus)" in out, out
+    assert "waiting up to 4 s (ray.resource_wait_s)" in out, out
+    assert "train.num_cpus: fitting logistic_regression needs 1 CPU but the Ray cluster had " in (
+        short.stderr
+    ), out
+    assert "ModelServer" in short.stderr and "Traceback" not in out, out
+    assert sorted(p.name for p in registry.iterdir()) == before  # nothing registered
+    fits = _cli(server.work, *DATA, "train.num_cpus=0.5", "train.alias=none")
+    assert fits.returncode == 0, fits.stdout + fits.stderr
+    assert "reserves" not in fits.stdout  # it fitted without waiting
+    assert len(list(registry.iterdir())) == len(before) + 1
+    assert server.post("/v1/models/churn/predict", rows(2)).json()["version"] == 1
+
+
 def test_sigint_drains_and_stops_cleanly(server: Server) -> None:
     """Requests in flight when SIGINT arrives finish; any arriving while the replica drains
     are turned away with 503 (never dropped); then the process exits 0 and the port closes."""
