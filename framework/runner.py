@@ -139,7 +139,7 @@ def run_serve(cfg: RootConfig, output_dir: Path, console: Console) -> int:
             import ray
 
             ray.shutdown()
-            check_http_port(serving.host, serving.port)
+            check_http_port(serving.host, serving.port, refused.message)
             os.environ.update(env)
             conn = ensure_ray(cfg.ray.model_copy(update={"address": "local"}))
             announce(console, conn)

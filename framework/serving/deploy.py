@@ -62,20 +62,31 @@ def port_taken(host: str, port: int) -> bool:
     return False
 
 
-def check_http_port(host: str, port: int) -> None:
-    """Refuse, naming ``serve.port``, when a new Ray Serve ingress could not bind its port."""
+def check_http_port(host: str, port: int, refused: str | None = None) -> None:
+    """Refuse, naming ``serve.port``, when a new Ray Serve ingress could not bind its port.
+
+    ``refused``: why the cluster found on this machine was not joined (the application
+    already runs there, say), which makes the likely holder of the port that application.
+    """
     from framework.errors import ClusterError
 
-    if port_taken(host, port):
-        raise ClusterError(
-            f"port {port} on {host} is held by another process, so Ray Serve's ingress "
-            "cannot listen there",
-            path="serve.port",
-            hint=f"stop that process, or serve on a free port (serve.port={_free_port(host)}); "
-            "to serve beside an application of this framework, run this command where it "
-            "can join that application's Ray cluster, under another serve.app_name and "
-            "serve.route_prefix",
+    if not port_taken(host, port):
+        return
+    free = f"serve.port={_free_port(host)}"
+    if refused:
+        hint = (
+            f"{refused}, and it is likely what listens there: stop it first, serve this one "
+            f"beside it under another serve.app_name and serve.route_prefix, or on a free "
+            f"port ({free})"
         )
+    else:
+        hint = f"stop that process, or serve on a free port ({free})"
+    raise ClusterError(
+        f"port {port} on {host} is held by another process, so Ray Serve's ingress "
+        "cannot listen there",
+        path="serve.port",
+        hint=hint,
+    )
 
 
 def haproxy_wrapper() -> str:
