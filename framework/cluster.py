@@ -114,11 +114,18 @@ def find_cluster(config: RayConfig) -> tuple[str, str] | None:
     return None
 
 
-def port_free(host: str, port: int) -> bool:
-    """Whether ``host:port`` can be bound now (the check Ray's own start would fail on)."""
-    with socket.socket() as sock:
+def port_free(host: str, port: int, reuse: bool = False) -> bool:
+    """Whether ``host:port`` can be bound now (the check Ray's own start would fail on).
+
+    ``reuse`` probes with ``SO_REUSEADDR``, as HAProxy binds, so that only a listener makes
+    the port busy, not connections of a server stopped a moment ago (TIME_WAIT).
+    """
+    bind = _bind_host(host)
+    with socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET) as sock:
+        if reuse:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((host, port))
+            sock.bind((bind, port))
         except OSError:
             return False
     return True
@@ -368,26 +375,25 @@ def wait_for_cpus(
     """
     import ray
 
-    def free() -> float:
-        return float(ray.available_resources().get("CPU", 0.0))
-
-    have = free()
-    if have + 1e-9 >= cpus:
-        return
     total = float(ray.cluster_resources().get("CPU", 0.0))
-    limit = "as long as it takes" if wait_s is None else f"up to {wait_s:g} s (ray.resource_wait_s)"
-    console.print(
-        f"note: {what} reserves {cpus:g} CPU ({path}) and the cluster has {have:g} of "
-        f"{total:g} free; waiting {limit}",
-        soft_wrap=True,
-        markup=False,
-    )
     deadline = None if wait_s is None else time.monotonic() + wait_s
-    while deadline is None or time.monotonic() < deadline:
-        time.sleep(0.5)
-        have = free()
+    said = False
+    while True:
+        have = float(ray.available_resources().get("CPU", 0.0))
         if have + 1e-9 >= cpus:
             return
+        if not said:
+            limit = "as long as it takes" if wait_s is None else f"up to {wait_s:g} s"
+            console.print(
+                f"note: {what} reserves {cpus:g} CPU ({path}) and the cluster has {have:g} of "
+                f"{total:g} free; waiting {limit} (ray.resource_wait_s)",
+                soft_wrap=True,
+                markup=False,
+            )
+            said = True
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
     holders = _holders()
     raise ClusterError(
         f"{what} needs {cpus:g} CPU but the Ray cluster had only {have:g} of {total:g} free "

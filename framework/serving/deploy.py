@@ -45,32 +45,16 @@ def _free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def port_taken(host: str, port: int) -> bool:
-    """Whether another process listens on ``host:port`` (what the ingress would bind).
-
-    The probe sets ``SO_REUSEADDR`` as HAProxy and Ray's proxy do, so connections of a server
-    stopped a moment ago (TIME_WAIT) do not count; only a listener does.
-    """
-    bind = "0.0.0.0" if host in ("", "0.0.0.0") else host
-    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
-    with socket.socket(family) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((bind, port))
-        except OSError:
-            return True
-    return False
-
-
 def check_http_port(host: str, port: int, refused: str | None = None) -> None:
     """Refuse, naming ``serve.port``, when a new Ray Serve ingress could not bind its port.
 
     ``refused``: why the cluster found on this machine was not joined (the application
     already runs there, say), which makes the likely holder of the port that application.
     """
+    from framework.cluster import port_free
     from framework.errors import ClusterError
 
-    if not port_taken(host, port):
+    if port_free(host, port, reuse=True):
         return
     free = f"serve.port={_free_port(host)}"
     if refused:

@@ -380,7 +380,9 @@ def _fit_in_memory(cfg: RootConfig, prepared: PreparedData, stages: Stages) -> t
         else "in a Ray task"
     )
     with stages.stage(f"fit {cfg.model.type} {where}"):
-        started = time.perf_counter()
+        if not distributed:  # Ray Train's workers wait for their own resources
+            _reserve(cfg, stages, f"fitting {cfg.model.type}")
+        started = time.perf_counter()  # the fit's own time, not the wait for CPUs
         if distributed:  # the estimator starts its own Ray Train workers
             pipeline = fit_pipeline(
                 inputs_.plugin,
@@ -391,8 +393,6 @@ def _fit_in_memory(cfg: RootConfig, prepared: PreparedData, stages: Stages) -> t
                 validation=inputs_.validation,
             )
         else:
-            _reserve(cfg, stages, f"fitting {cfg.model.type}")
-            started = time.perf_counter()  # the fit's own time, not the wait for CPUs
             fit = ray.remote(fit_pipeline).options(
                 num_cpus=cfg.train.num_cpus, name=f"fit:{cfg.model.type}"
             )

@@ -148,8 +148,9 @@ def test_routes_match_below_the_route_prefix() -> None:
 def test_the_serving_port_counts_as_taken_only_while_something_listens() -> None:
     import socket
 
+    from framework.cluster import port_free
     from framework.errors import ClusterError
-    from framework.serving.deploy import check_http_port, port_taken
+    from framework.serving.deploy import check_http_port
 
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as HAProxy's listener
@@ -157,7 +158,8 @@ def test_the_serving_port_counts_as_taken_only_while_something_listens() -> None
     listener.listen()
     port = listener.getsockname()[1]
     try:
-        assert port_taken("127.0.0.1", port) and port_taken("0.0.0.0", port)
+        assert not port_free("127.0.0.1", port, reuse=True)
+        assert not port_free("0.0.0.0", port, reuse=True)
         with pytest.raises(ClusterError) as refused:
             check_http_port("127.0.0.1", port)
         assert refused.value.path == "serve.port" and refused.value.exit_code == 7
@@ -172,5 +174,5 @@ def test_the_serving_port_counts_as_taken_only_while_something_listens() -> None
         client.close()
     finally:
         listener.close()
-    assert not port_taken("127.0.0.1", port)
+    assert port_free("127.0.0.1", port, reuse=True)
     check_http_port("127.0.0.1", port)
